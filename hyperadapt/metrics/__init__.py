@@ -1,0 +1,119 @@
+"""Local `evaluate` metric modules, so that evaluation works offline.
+
+``evaluate.load("accuracy")`` fetches its script from the Hugging Face Hub and fails offline. The
+files in this folder are standalone metric scripts that ``evaluate.load`` takes by path instead:
+
+- ``accuracy.py`` -> ``{"accuracy"}``
+- ``f1.py`` -> ``{"macro_f1"}`` (macro F1 over the classes in references or predictions)
+- ``matthews_correlation.py`` -> ``{"matthews_correlation"}`` (multiclass MCC)
+- ``correlation.py`` -> ``{"pearson", "spearman"}``
+
+Example:
+    >>> compute_metrics("sequence_classification", [0, 1, 1], [0, 1, 0])  # doctest: +SKIP
+    {'accuracy': 0.666..., 'macro_f1': 0.666..., 'matthews_correlation': 0.5}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..data import TASK_TYPES
+from ..errors import HyperAdaptError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METRIC_FILES", "compute_metrics", "load_metric", "metric_path"]
+
+METRIC_DIR = Path(__file__).resolve().parent
+
+METRIC_FILES = {
+    "accuracy": "accuracy.py",
+    "macro_f1": "f1.py",
+    "matthews_correlation": "matthews_correlation.py",
+    "pearson": "correlation.py",
+    "spearman": "correlation.py",
+}
+"""Metric name -> the module file in this folder that computes it."""
+
+_CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "matthews_correlation")
+_REGRESSION_METRICS = ("pearson", "spearman")
+
+
+def metric_path(name: str) -> Path:
+    """The absolute path of the module file that computes metric ``name``.
+
+    Args:
+        name: One of ``accuracy``, ``macro_f1``, ``matthews_correlation``, ``pearson``, ``spearman``.
+
+    Raises:
+        HyperAdaptError: for an unknown name.
+    """
+    if name not in METRIC_FILES:
+        raise HyperAdaptError(f"unknown metric {name!r}; the metrics are {', '.join(METRIC_FILES)}")
+    return METRIC_DIR / METRIC_FILES[name]
+
+
+@cache
+def _load_file(filename: str) -> Any:
+    import evaluate
+
+    path = METRIC_DIR / filename
+    logger.debug("loading metric module %s", path)
+    return evaluate.load(str(path))
+
+
+def load_metric(name: str) -> Any:
+    """Load the local `evaluate` module that computes metric ``name`` (cached per process).
+
+    ``pearson`` and ``spearman`` share one module, which returns both. The module is shared by
+    every caller in the process: finish one ``add_batch`` ... ``compute`` round before starting another.
+
+    Args:
+        name: One of ``accuracy``, ``macro_f1``, ``matthews_correlation``, ``pearson``, ``spearman``.
+
+    Raises:
+        HyperAdaptError: for an unknown name.
+    """
+    return _load_file(metric_path(name).name)
+
+
+def compute_metrics(
+    task_type: str, predictions: Sequence[Any], references: Sequence[Any]
+) -> dict[str, float]:
+    """Compute a task type's metrics in one go.
+
+    Args:
+        task_type: ``regression`` gives ``pearson`` and ``spearman`` (float predictions); the
+            classification types (``sequence_classification``, ``sentence_pair_classification``)
+            give ``accuracy``, ``macro_f1`` and ``matthews_correlation`` (class-index predictions).
+        predictions: One prediction per example (numbers, a list or a numpy array).
+        references: One reference per example.
+
+    Raises:
+        HyperAdaptError: for an unknown task type, or predictions and references of different
+            lengths.
+    """
+    if task_type not in TASK_TYPES:
+        raise HyperAdaptError(f"unknown task_type {task_type!r}; use one of {', '.join(TASK_TYPES)}")
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references):
+        raise HyperAdaptError(
+            f"got {len(predictions)} predictions but {len(references)} references; they must pair up"
+        )
+    if task_type == "regression":
+        names = _REGRESSION_METRICS
+        predictions = [float(x) for x in predictions]
+        references = [float(x) for x in references]
+    else:
+        names = _CLASSIFICATION_METRICS
+        predictions = [int(x) for x in predictions]
+        references = [int(x) for x in references]
+    results: dict[str, float] = {}
+    for filename in dict.fromkeys(METRIC_FILES[name] for name in names):
+        module = _load_file(filename)
+        results.update(module.compute(predictions=predictions, references=references))
+    return {name: float(results[name]) for name in names}
