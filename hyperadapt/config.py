@@ -1,0 +1,115 @@
+"""The hypernetwork's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def _help(text: str, default: Any = None, factory: Any = None):
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class HyperNetConfig:
+    """Everything needed to rebuild a hypernetwork; saved as ``config.json`` next to its weights.
+
+    The fields under "filled in from the base model" are set by `HyperNetwork.build` and need
+    not be written in a recipe.
+
+    Example:
+        >>> HyperNetConfig(lora_rank=4, generator_width=64).lora_scaling
+        4.0
+    """
+
+    base_model: str = _help("Base model: 'minilm' (packaged MiniLM-L6), a local folder or a Hub id.", "minilm")
+    base_model_revision: str | None = _help("Hub revision of the base model (None: the default branch).")
+    target_modules: list[str] | None = _help(
+        "Module names (last name component) that get LoRA adapters; None finds them from the model.",
+    )
+    lora_rank: int = _help("Rank r of every generated LoRA adapter.", 8)
+    lora_alpha: float = _help("LoRA alpha; the update is scaled by alpha / r.", 16.0)
+    task_embedding_dim: int = _help("Size of the learned embedding of each task name.", 64)
+    condition_dim: int = _help("Size of the task condition after its projection network.", 64)
+    layer_embedding_dim: int = _help("Size of the learned layer-id embedding.", 16)
+    module_embedding_dim: int = _help("Size of the learned module-type embedding.", 16)
+    generator_width: int = _help("Hidden width of the shared generator network.", 128)
+    generator_depth: int = _help("Number of hidden layers of the shared generator network.", 2)
+    dropout: float = _help("Dropout inside the condition projection and the generator.", 0.0)
+    init_b_std: float = _help(
+        "Std of the B-head weights at initialisation; small, so first adapters barely change the model.",
+        1e-4,
+    )
+    tasks: list[dict[str, Any]] = _help("Task specs (name, type, labels, ...), in embedding order.", factory=list)
+    # Filled in from the base model.
+    num_layers: int = _help("Number of blocks of the base model that carry adapters.", 0)
+    module_shapes: dict[str, list[int]] = _help(
+        "For each module kind, [in_features, out_features].", factory=dict
+    )
+    module_layers: dict[str, list[int]] = _help("For each module kind, the layer indices it sits in.", factory=dict)
+    head_shapes: dict[str, list[int]] = _help(
+        "Shapes of the base model's classifier-head parameters, with the label dimension as -1.", factory=dict
+    )
+    head_name: str = _help("Attribute name of the base model's classifier head.", "classifier")
+    model_type: str = _help("config.model_type of the base model, to catch a mismatched base.", "")
+    hidden_size: int = _help("hidden_size of the base model, to catch a mismatched base.", 0)
+
+    def __post_init__(self) -> None:
+        positive = (
+            "lora_rank",
+            "task_embedding_dim",
+            "condition_dim",
+            "layer_embedding_dim",
+            "module_embedding_dim",
+            "generator_width",
+            "generator_depth",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.lora_alpha, (int, float)) or self.lora_alpha <= 0:
+            raise ValueError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.init_b_std < 0:
+            raise ValueError(f"init_b_std must be >= 0, got {self.init_b_std!r}")
+        if not isinstance(self.base_model, str) or not self.base_model:
+            raise ValueError(f"base_model must be a model id or path, got {self.base_model!r}")
+        if self.target_modules is not None and (
+            not isinstance(self.target_modules, list)
+            or not self.target_modules
+            or not all(isinstance(t, str) and t for t in self.target_modules)
+        ):
+            raise ValueError(f"target_modules must be a non-empty list of names or None, got {self.target_modules!r}")
+        names = [t["name"] for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+
+    @property
+    def lora_scaling(self) -> float:
+        return self.lora_alpha / self.lora_rank
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t["name"] for t in self.tasks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HyperNetConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown hypernetwork config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def recipe_fields(cls) -> list[str]:
+        """The fields a recipe may set (the rest are filled in from the base model and tasks)."""
+        derived = {"tasks", "num_layers", "module_shapes", "module_layers", "head_shapes", "head_name",
+                   "model_type", "hidden_size"}
+        return [f.name for f in fields(cls) if f.name not in derived]

@@ -1,0 +1,132 @@
+"""Exporting a generated adapter as a standard ``peft`` LoRA folder.
+
+The folder is written by ``peft`` itself (``PeftModel.save_pretrained``) from a fresh
+``*ForSequenceClassification`` model whose LoRA slots and task head are filled with what the
+hypernetwork generated, so it loads with ``PeftModel.from_pretrained`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base_model import hub_id_of, load_sequence_classifier
+from .errors import HyperAdaptError
+from .hypernetwork import HyperNetwork
+from .injection import ADAPTER_NAME, lora_config, lora_slots
+
+logger = logging.getLogger(__name__)
+
+TASK_FILE = "hyperadapt_task.json"
+_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "adapter_card.md"
+
+
+def _template(name: str) -> str:
+    from importlib import resources
+
+    try:
+        return resources.files("hyperadapt.model_cards").joinpath(name).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        return (_CARD_TEMPLATE.parent / name).read_text(encoding="utf-8")
+
+
+@torch.no_grad()
+def export_lora_adapter(
+    hypernet: HyperNetwork,
+    task: str,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    metrics: dict[str, float] | None = None,
+    hypernetwork_ref: str | None = None,
+) -> Path:
+    """Generate ``task``'s adapter and write it as a peft LoRA folder with its head.
+
+    Args:
+        hypernet: A trained hypernetwork.
+        task: A task it knows.
+        out_dir: The folder to create (written to a temporary folder, then renamed).
+        overwrite: Replace an existing folder.
+        metrics: Metrics to put in the model card.
+        hypernetwork_ref: Path or repo id of the hypernetwork, for the card.
+
+    Returns:
+        The folder, which loads with ``PeftModel.from_pretrained(AutoModelForSequenceClassification
+        .from_pretrained(base, num_labels=k), folder)``.
+    """
+    from peft import get_peft_model
+
+    spec = hypernet.spec(task)
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise HyperAdaptError(f"output folder {out} already exists; choose another --out or pass --overwrite")
+    cfg = hypernet.config
+    was_training = hypernet.training
+    hypernet.eval()
+    adapters, head = hypernet(task)
+    hypernet.train(was_training)
+
+    base = load_sequence_classifier(cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision)
+    peft_model = get_peft_model(base, lora_config(cfg, task_type="SEQ_CLS", modules_to_save=[cfg.head_name]))
+    for kind, entries in lora_slots(peft_model).items():
+        a, b = adapters[kind]
+        for i, (_, _, module) in enumerate(entries):
+            module.lora_A[ADAPTER_NAME].weight.copy_(a[i])
+            module.lora_B[ADAPTER_NAME].weight.copy_(b[i])
+    wrapper = peft_model.base_model.model.get_submodule(cfg.head_name)
+    wrapper.modules_to_save[ADAPTER_NAME].load_state_dict(head, strict=True)
+    peft_model.peft_config[ADAPTER_NAME].base_model_name_or_path = hub_id_of(cfg.base_model)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        peft_model.save_pretrained(tmp)
+        task_info = {"task": spec.to_dict(), "hypernetwork": hypernetwork_ref, "base_model": cfg.base_model,
+                     "num_labels": spec.num_outputs, "metrics": metrics}
+        (tmp / TASK_FILE).write_text(json.dumps(task_info, indent=2), encoding="utf-8")
+        _card(spec, cfg, metrics, hypernetwork_ref).save(tmp / "README.md")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("wrote the %s adapter to %s", task, out)
+    return out
+
+
+def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | None):
+    from huggingface_hub import ModelCard, ModelCardData
+
+    base_id = hub_id_of(cfg.base_model)
+    data = ModelCardData(
+        library_name="peft",
+        base_model=base_id if "/" in base_id and not Path(base_id).exists() else None,
+        tags=["hyperadapt", "lora", "generated-adapter", spec.task_type],
+        language=[spec.language],
+        pipeline_tag="text-classification",
+    )
+    example = '"a sentence"' if len(spec.text_fields) == 1 else '"first text", "second text"'
+    return ModelCard.from_template(
+        data,
+        template_str=_template("adapter_card.md"),
+        task_name=spec.name,
+        task_type=spec.task_type,
+        description=spec.description,
+        hypernetwork=hypernetwork_ref,
+        language=spec.language,
+        labels=", ".join(spec.labels) if spec.labels else "a regression score",
+        num_labels=spec.num_outputs,
+        base_model=base_id,
+        rank=cfg.lora_rank,
+        alpha=cfg.lora_alpha,
+        target_modules=", ".join(cfg.target_modules),
+        metrics={k: round(v, 4) for k, v in (metrics or {}).items() if isinstance(v, float)},
+        example_call=example,
+    )

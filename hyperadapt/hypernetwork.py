@@ -1,0 +1,307 @@
+"""The hypernetwork: a task condition in, LoRA weights for every adapted module out.
+
+One generator serves every (layer, module) pair. Its input is the task condition joined with a
+layer-id embedding and a module-kind embedding; a shared network maps it to a feature vector, and
+an output head per module kind turns that vector into the LoRA ``A`` and ``B`` matrices. The
+generator's size therefore depends on the widths of the adapted modules, never on the depth of
+the base model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from .config import HyperNetConfig
+from .data import TaskSpec
+from .errors import HyperAdaptError
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _key(name: str) -> str:
+    """Module names hold dots, which `nn.ModuleDict` keys may not."""
+    return name.replace(".", "__")
+
+
+class TaskConditioner(nn.Module):
+    """A learned embedding per task name, projected by a small network into the condition space.
+
+    Args:
+        num_tasks: Size of the task vocabulary.
+        embedding_dim: Size of each task's embedding.
+        condition_dim: Size of the projected condition.
+        dropout: Dropout between the two projection layers.
+    """
+
+    def __init__(self, num_tasks: int, embedding_dim: int, condition_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.embedding = nn.Embedding(max(num_tasks, 1), embedding_dim)
+        nn.init.normal_(self.embedding.weight, std=1.0)
+        self.project = nn.Sequential(
+            nn.Linear(embedding_dim, condition_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(condition_dim, condition_dim),
+            nn.LayerNorm(condition_dim),
+        )
+
+    def forward(self, task_index: torch.Tensor) -> torch.Tensor:
+        return self.project(self.embedding(task_index))
+
+
+class ComponentGenerator(nn.Module):
+    """The shared generator: (condition, layer id, module kind) -> LoRA ``A`` and ``B``.
+
+    Args:
+        config: The hypernetwork config; uses its embedding sizes, generator width and depth,
+            LoRA rank and the module kinds with their shapes and layers.
+    """
+
+    def __init__(self, config: HyperNetConfig):
+        super().__init__()
+        self.rank = config.lora_rank
+        self.kinds = list(config.module_shapes)
+        self.layer_embedding = nn.Embedding(config.num_layers, config.layer_embedding_dim)
+        self.module_embedding = nn.Embedding(len(self.kinds), config.module_embedding_dim)
+        nn.init.normal_(self.layer_embedding.weight, std=1.0)
+        nn.init.normal_(self.module_embedding.weight, std=1.0)
+
+        width = config.generator_width
+        layers: list[nn.Module] = []
+        in_dim = config.condition_dim + config.layer_embedding_dim + config.module_embedding_dim
+        for _ in range(config.generator_depth):
+            layers += [nn.Linear(in_dim, width), nn.GELU(), nn.Dropout(config.dropout)]
+            in_dim = width
+        layers.append(nn.LayerNorm(width))
+        self.trunk = nn.Sequential(*layers)
+
+        self.a_heads = nn.ModuleDict()
+        self.b_heads = nn.ModuleDict()
+        for kind, (in_features, out_features) in config.module_shapes.items():
+            a_head = nn.Linear(width, self.rank * in_features)
+            b_head = nn.Linear(width, out_features * self.rank)
+            # A starts like a Kaiming-uniform LoRA A (entries of scale 1/sqrt(in)) and B near zero,
+            # so the first adapters barely move the base model and gradients still reach both.
+            nn.init.normal_(a_head.weight, std=1.0 / math.sqrt(in_features * width))
+            nn.init.zeros_(a_head.bias)
+            nn.init.normal_(b_head.weight, std=config.init_b_std)
+            nn.init.zeros_(b_head.bias)
+            self.a_heads[_key(kind)] = a_head
+            self.b_heads[_key(kind)] = b_head
+        self.shapes = {kind: tuple(shape) for kind, shape in config.module_shapes.items()}
+        for i, kind in enumerate(self.kinds):
+            self.register_buffer(f"layers_{i}", torch.tensor(config.module_layers[kind]), persistent=False)
+
+    def forward(self, condition: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Generate every adapter for one condition.
+
+        Args:
+            condition: ``[condition_dim]``, one task's condition.
+
+        Returns:
+            For each module kind, ``(A, B)`` of shapes ``[n_layers, r, in]`` and ``[n_layers, out, r]``
+            where ``n_layers`` counts the layers holding that kind, in their order.
+        """
+        rows, spans = [], []
+        for i, kind in enumerate(self.kinds):
+            layers = getattr(self, f"layers_{i}")
+            kind_ids = torch.full_like(layers, i)
+            rows.append(
+                torch.cat(
+                    [
+                        condition.expand(len(layers), -1),
+                        self.layer_embedding(layers),
+                        self.module_embedding(kind_ids),
+                    ],
+                    dim=-1,
+                )
+            )
+            spans.append(len(layers))
+        # One pass of the shared trunk over all (layer, module) pairs.
+        features = self.trunk(torch.cat(rows)).split(spans)
+        out = {}
+        for kind, feats in zip(self.kinds, features):
+            in_features, out_features = self.shapes[kind]
+            a = self.a_heads[_key(kind)](feats).view(-1, self.rank, in_features)
+            b = self.b_heads[_key(kind)](feats).view(-1, out_features, self.rank)
+            out[kind] = (a, b)
+        return out
+
+
+class HyperNetwork(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="hyperadapt",
+    tags=["hyperadapt", "hypernetwork", "lora"],
+):
+    """Task-conditioned generator of LoRA adapters, with one classifier head per task.
+
+    Build it for a base model with `HyperNetwork.build`; save and load with
+    ``save_pretrained`` / ``from_pretrained`` (config next to safetensors weights, strict load).
+
+    Args:
+        config: A complete config (module shapes filled in), as `build` or ``from_pretrained``
+            produce.
+
+    Example:
+        >>> hypernet = HyperNetwork.build(HyperNetConfig(), tasks, base)  # doctest: +SKIP
+        >>> adapters, head = hypernet("rt_sentiment")  # doctest: +SKIP
+    """
+
+    def __init__(self, config: HyperNetConfig):
+        super().__init__()
+        if isinstance(config, dict):
+            config = HyperNetConfig.from_dict(config)
+        if not config.module_shapes:
+            raise ValueError("config.module_shapes is empty: build the hypernetwork with HyperNetwork.build")
+        self.config = config
+        self.task_specs = [TaskSpec.from_dict(t) for t in config.tasks]
+        self.task_index = {spec.name: i for i, spec in enumerate(self.task_specs)}
+        self.conditioner = TaskConditioner(
+            len(self.task_specs), config.task_embedding_dim, config.condition_dim, config.dropout
+        )
+        self.generator = ComponentGenerator(config)
+        self.heads = nn.ModuleDict({_key(spec.name): self._new_head(spec) for spec in self.task_specs})
+
+    def _new_head(self, spec: TaskSpec) -> nn.ParameterDict:
+        head = nn.ParameterDict()
+        for name, shape in self.config.head_shapes.items():
+            shape = [spec.num_outputs if d == -1 else d for d in shape]
+            param = torch.empty(shape)
+            if param.dim() > 1:
+                nn.init.normal_(param, std=0.02)
+            else:
+                nn.init.zeros_(param)
+            head[_key(name)] = nn.Parameter(param)
+        return head
+
+    @classmethod
+    def build(cls, config: HyperNetConfig, tasks: list[TaskSpec], base_model: nn.Module) -> HyperNetwork:
+        """Fill in the config from the base model and the tasks, and create the hypernetwork.
+
+        Args:
+            config: Recipe settings; shapes and layers are taken from ``base_model``.
+            tasks: The tasks it is trained on (their order fixes the embedding rows).
+            base_model: The frozen ``*ForSequenceClassification`` model.
+        """
+        from .injection import describe_base_model
+
+        filled = HyperNetConfig.from_dict(
+            {**config.to_dict(), **describe_base_model(base_model, config.target_modules),
+             "tasks": [t.to_dict() for t in tasks]}
+        )
+        return cls(filled)
+
+    def spec(self, task: str) -> TaskSpec:
+        if task not in self.task_index:
+            import difflib
+
+            close = difflib.get_close_matches(task, self.task_index, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise HyperAdaptError(
+                f"unknown task {task!r}; this hypernetwork knows {sorted(self.task_index)}.{hint}"
+            )
+        return self.task_specs[self.task_index[task]]
+
+    def condition(self, task: str) -> torch.Tensor:
+        self.spec(task)
+        index = torch.tensor(self.task_index[task], device=self.conditioner.embedding.weight.device)
+        return self.conditioner(index)
+
+    def head(self, task: str) -> dict[str, torch.Tensor]:
+        """The task's classifier-head tensors, keyed by their names inside the head module."""
+        self.spec(task)
+        return {name.replace("__", "."): p for name, p in self.heads[_key(task)].items()}
+
+    def forward(self, task: str) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
+        """Generate a task's adapters and return them with its head.
+
+        Returns:
+            ``(adapters, head)``: for each module kind ``(A, B)`` stacked over layers, and the head's
+            tensors.
+        """
+        return self.generator(self.condition(task)), self.head(task)
+
+    def generator_parameters(self) -> int:
+        """Parameters of the shared generator trunk and heads (independent of depth)."""
+        shared = [self.generator.trunk, self.generator.a_heads, self.generator.b_heads]
+        return sum(p.numel() for m in shared for p in m.parameters())
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # Loading: safetensors only, strict, with a clear message for anything else.
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir,
+        force_download: bool,
+        local_files_only: bool,
+        token,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs,
+    ) -> HyperNetwork:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        config = model_kwargs.pop("config", None)
+        if config is None:
+            raise HyperAdaptError(f"{model_id}: config.json is missing; it is not a saved hypernetwork")
+        model = cls(config)
+        weights = _weights_file(model_id, revision, cache_dir, force_download, local_files_only, token)
+        try:
+            state = load_file(weights, device=map_location)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise HyperAdaptError(
+                f"{model_id}: {WEIGHTS_NAME} is corrupt or truncated ({err}); download or save it again"
+            ) from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if strict and (missing or unexpected):
+            raise HyperAdaptError(
+                f"{model_id}: weights do not match config.json (missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}); the checkpoint is damaged or from another version"
+            )
+        return model
+
+
+def _weights_file(model_id, revision, cache_dir, force_download, local_files_only, token) -> str:
+    if os.path.isdir(model_id):
+        path = Path(model_id) / WEIGHTS_NAME
+        if path.is_file():
+            return str(path)
+        if (Path(model_id) / "pytorch_model.bin").is_file():
+            raise HyperAdaptError(
+                f"{model_id} holds only pickled weights (pytorch_model.bin); hyperadapt loads safetensors "
+                "only, since pickles can run code. Convert it with safetensors where you trust it."
+            )
+        raise HyperAdaptError(f"{model_id}: {WEIGHTS_NAME} is missing")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return hf_hub_download(
+            repo_id=model_id,
+            filename=WEIGHTS_NAME,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
+    except EntryNotFoundError:
+        raise HyperAdaptError(
+            f"{model_id} has no {WEIGHTS_NAME}; hyperadapt loads safetensors weights only, never pickles"
+        ) from None

@@ -1,0 +1,198 @@
+"""Putting generated weights into the frozen base model.
+
+The base model is wrapped once with ``peft`` (a ``LoraConfig`` over the target modules), so it
+holds ordinary LoRA slots. For each batch, `AdaptedModel` runs it with
+``torch.func.functional_call``, passing the generated ``A`` and ``B`` under the slots' parameter
+names and the task's head under the classifier's. Training, evaluation and export use the same
+peft modules, so an exported adapter computes exactly what the hypernetwork computed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .base_model import default_target_modules, head_module_name, layer_index, linear_module_names, module_kind
+from .config import HyperNetConfig
+from .errors import HyperAdaptError
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_NAME = "default"
+
+
+def describe_base_model(model: nn.Module, target_modules: list[str] | None) -> dict[str, Any]:
+    """What the hypernetwork needs to know of a base model: adapted modules, their shapes, the head.
+
+    Args:
+        model: A ``*ForSequenceClassification`` model (unwrapped).
+        target_modules: Last name components of the modules to adapt; None finds them.
+
+    Raises:
+        HyperAdaptError: when a target matches nothing, or a matched module is not a linear layer
+            inside a numbered block.
+    """
+    targets = list(target_modules) if target_modules else default_target_modules(model)
+    linear = linear_module_names(model)
+    shapes: dict[str, list[int]] = {}
+    layers: dict[str, list[int]] = {}
+    for target in targets:
+        matched = [n for n in linear if n == target or n.endswith(f".{target}")]
+        if not matched:
+            options = sorted({n.rsplit(".", 1)[-1] for n in linear})
+            raise HyperAdaptError(
+                f"target module {target!r} matches no linear layer of {type(model).__name__}; "
+                f"choose from {options}"
+            )
+        for name in matched:
+            module = model.get_submodule(name)
+            in_f, out_f = _linear_shape(module)
+            kind = module_kind(name)
+            if kind in shapes and shapes[kind] != [in_f, out_f]:
+                raise HyperAdaptError(f"module kind {kind!r} has different shapes across layers")
+            shapes[kind] = [in_f, out_f]
+            layers.setdefault(kind, []).append(layer_index(name))
+    head_name = head_module_name(model)
+    head = model.get_submodule(head_name)
+    placeholder = model.config.num_labels
+    head_shapes = {}
+    for name, param in head.named_parameters():
+        shape = list(param.shape)
+        # The label dimension of the output layer becomes -1: each task sets its own width.
+        owner = head.get_submodule(name.rsplit(".", 1)[0]) if "." in name else head
+        if isinstance(owner, nn.Linear) and owner.out_features == placeholder and shape[0] == placeholder:
+            shape[0] = -1
+        head_shapes[name] = shape
+    if not any(-1 in s for s in head_shapes.values()):
+        raise HyperAdaptError(f"cannot find the output layer of the {head_name!r} head of {type(model).__name__}")
+    return {
+        "target_modules": targets,
+        "num_layers": max(max(v) for v in layers.values()) + 1,
+        "module_shapes": shapes,
+        "module_layers": {k: sorted(v) for k, v in layers.items()},
+        "head_shapes": head_shapes,
+        "head_name": head_name,
+        "model_type": getattr(model.config, "model_type", ""),
+        "hidden_size": getattr(model.config, "hidden_size", 0) or 0,
+    }
+
+
+def _linear_shape(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    weight = getattr(module, "weight", None)  # transformers' Conv1D stores [in, out]
+    if weight is not None and weight.dim() == 2:
+        return int(weight.shape[0]), int(weight.shape[1])
+    raise HyperAdaptError(f"{type(module).__name__} is not a linear layer")
+
+
+def check_base_matches(config: HyperNetConfig, model: nn.Module, base_name: str) -> None:
+    """Refuse a base model other than the one the hypernetwork was trained for, naming both."""
+    found = describe_base_model(model, config.target_modules)
+    same = (
+        found["model_type"] == config.model_type
+        and found["hidden_size"] == config.hidden_size
+        and found["module_shapes"] == config.module_shapes
+        and found["module_layers"] == config.module_layers
+    )
+    if not same:
+        raise HyperAdaptError(
+            f"this hypernetwork was trained for base model {config.base_model!r} "
+            f"({config.model_type}, hidden {config.hidden_size}, {config.num_layers} layers), but "
+            f"{base_name!r} is {found['model_type']} with hidden {found['hidden_size']} and "
+            f"{found['num_layers']} layers; load it with the base model it was trained for"
+        )
+
+
+def lora_config(config: HyperNetConfig, **extra: Any):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=list(config.target_modules),
+        bias="none",
+        **extra,
+    )
+
+
+def lora_slots(peft_model: nn.Module) -> dict[str, list[tuple[int, str, nn.Module]]]:
+    """The LoRA layers of a peft model by module kind: ``(layer index, module name, module)``."""
+    from peft.tuners.lora import LoraLayer
+
+    slots: dict[str, list[tuple[int, str, nn.Module]]] = {}
+    for name, module in peft_model.named_modules():
+        if isinstance(module, LoraLayer):
+            slots.setdefault(module_kind(name), []).append((layer_index(name), name, module))
+    return {kind: sorted(entries, key=lambda e: e[0]) for kind, entries in slots.items()}
+
+
+class AdaptedModel(nn.Module):
+    """The frozen base model with LoRA slots that generated weights fill at call time.
+
+    Args:
+        base_model: A ``*ForSequenceClassification`` model; it is wrapped with peft and frozen.
+        config: The hypernetwork's (complete) config.
+
+    Example:
+        >>> adapted = AdaptedModel(base, hypernet.config)  # doctest: +SKIP
+        >>> logits = adapted(*hypernet("rt_sentiment"), **tokenizer(["great film"], return_tensors="pt"))
+    """
+
+    def __init__(self, base_model: nn.Module, config: HyperNetConfig):
+        super().__init__()
+        from peft import get_peft_model
+
+        self.config = config
+        self.peft_model = get_peft_model(base_model, lora_config(config))
+        self.peft_model.requires_grad_(False)
+        self.peft_model.eval()
+        slots = lora_slots(self.peft_model)
+        found = {kind: [layer for layer, _, _ in entries] for kind, entries in slots.items()}
+        if found != config.module_layers:
+            raise HyperAdaptError(
+                f"the base model's adapted modules {found} differ from the hypernetwork's "
+                f"{config.module_layers}; load it with the base model it was trained for"
+            )
+        self.param_names = {
+            kind: [(f"{name}.lora_A.{ADAPTER_NAME}.weight", f"{name}.lora_B.{ADAPTER_NAME}.weight")
+                   for _, name, _ in entries]
+            for kind, entries in slots.items()
+        }
+        head_path = next(n for n, _ in self.peft_model.named_modules() if n.endswith(f".{config.head_name}"))
+        self.head_prefix = f"{head_path}."
+
+    def train(self, mode: bool = True) -> AdaptedModel:
+        # The frozen base always runs in eval mode: its dropout would make generated adapters and
+        # exported ones disagree, and it is not what is being trained.
+        super().train(mode)
+        self.peft_model.eval()
+        return self
+
+    def parameters_for(
+        self, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], head: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        params = {}
+        for kind, (a, b) in adapters.items():
+            for i, (a_name, b_name) in enumerate(self.param_names[kind]):
+                params[a_name] = a[i]
+                params[b_name] = b[i]
+        for name, tensor in head.items():
+            params[self.head_prefix + name] = tensor
+        return params
+
+    def forward(
+        self,
+        adapters: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        head: dict[str, torch.Tensor],
+        **inputs: Any,
+    ) -> torch.Tensor:
+        """Logits of the base model run with the given adapters and head."""
+        params = self.parameters_for(adapters, head)
+        outputs = functional_call(self.peft_model, params, args=(), kwargs=inputs, strict=False, tie_weights=False)
+        return outputs.logits
