@@ -58,6 +58,26 @@ class TaskConditioner(nn.Module):
         return self.project(self.embedding(task_index))
 
 
+class ScaledLinear(nn.Module):
+    """``y = (x W^T) * scale + b``: a linear output head whose weight update is scaled down.
+
+    A generated matrix entry sums ``width`` weight entries, and Adam moves each by about the
+    learning rate in a correlated way; without the ``1 / width`` multiplier one step would move
+    the generated adapters ``width`` times as far as it moves a directly trained LoRA, and
+    training diverges. The bias is left unscaled: it is the task-shared part of the adapter and
+    learns at the usual LoRA pace.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scale: float, weight_std: float):
+        super().__init__()
+        self.scale = scale
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) * (weight_std / scale))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight) * self.scale + self.bias
+
+
 class ComponentGenerator(nn.Module):
     """The shared generator: (condition, layer id, module kind) -> LoRA ``A`` and ``B``.
 
@@ -86,17 +106,14 @@ class ComponentGenerator(nn.Module):
 
         self.a_heads = nn.ModuleDict()
         self.b_heads = nn.ModuleDict()
+        scale = 1.0 / width
         for kind, (in_features, out_features) in config.module_shapes.items():
-            a_head = nn.Linear(width, self.rank * in_features)
-            b_head = nn.Linear(width, out_features * self.rank)
-            # A starts like a Kaiming-uniform LoRA A (entries of scale 1/sqrt(in)) and B near zero,
-            # so the first adapters barely move the base model and gradients still reach both.
-            nn.init.normal_(a_head.weight, std=1.0 / math.sqrt(in_features * width))
-            nn.init.zeros_(a_head.bias)
-            nn.init.normal_(b_head.weight, std=config.init_b_std)
-            nn.init.zeros_(b_head.bias)
-            self.a_heads[_key(kind)] = a_head
-            self.b_heads[_key(kind)] = b_head
+            # A starts like a LoRA A (entries of scale 1/sqrt(in), as the trunk's LayerNorm output
+            # has unit variance) and B near zero, so the first adapters barely move the base model
+            # while gradients still reach both heads.
+            a_std = 1.0 / math.sqrt(in_features * width)
+            self.a_heads[_key(kind)] = ScaledLinear(width, self.rank * in_features, scale, a_std)
+            self.b_heads[_key(kind)] = ScaledLinear(width, out_features * self.rank, scale, config.init_b_std)
         self.shapes = {kind: tuple(shape) for kind, shape in config.module_shapes.items()}
         for i, kind in enumerate(self.kinds):
             self.register_buffer(f"layers_{i}", torch.tensor(config.module_layers[kind]), persistent=False)
