@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny random base models and small task folders, all built in a temp dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "nice", "happy", "bright"]
+NEGATIVE = ["bad", "awful", "poor", "sad", "dull", "ugly", "weak", "grim"]
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from hyperadapt.base_model import resolve_base_model
+
+    return AutoTokenizer.from_pretrained(resolve_base_model("minilm"))
+
+
+def make_tiny_bert(path: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = _tokenizer()
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    return str(make_tiny_bert(tmp_path_factory.mktemp("tiny_bert")))
+
+
+def write_task(folder: Path, name: str, task_type: str = "sequence_classification", n: int = 60,
+               seed: int = 0) -> Path:
+    """A small, learnable task: sentiment from word lists, or a pair or regression variant."""
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    pair = task_type == "sentence_pair_classification"
+    meta = {
+        "task_id": name,
+        "task_type": task_type,
+        "language": "en",
+        "text_fields": ["sentence1", "sentence2"] if pair else ["sentence"],
+        "label_field": "label",
+        "labels": [] if task_type == "regression" else ["negative", "positive"],
+        "label_descriptions": {} if task_type == "regression" else {"negative": "bad", "positive": "good"},
+        "description": f"A small test task called {name}.",
+    }
+    (folder / "task.json").write_text(json.dumps(meta))
+    for split, size in (("train", n), ("validation", n // 3), ("test", n // 3)):
+        rows = []
+        for i in range(size):
+            label = rng.random() < 0.5
+            words = rng.sample(POSITIVE if label else NEGATIVE, 3)
+            text = f"{split} {i} the film was {' and '.join(words)}"
+            if pair:
+                rows.append({"sentence1": text, "sentence2": f"{split} {i} yes", "label": int(label)})
+            elif task_type == "regression":
+                rows.append({"sentence": text, "label": 4.0 * label + rng.random()})
+            else:
+                rows.append({"sentence": text, "label": int(label)})
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def task_dirs(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("tasks")
+    return {
+        "single": str(write_task(root / "single", "single")),
+        "pair": str(write_task(root / "pair", "pair", "sentence_pair_classification", seed=1)),
+        "score": str(write_task(root / "score", "score", "regression", seed=2)),
+    }
+
+
+def tiny_recipe(base: str, tasks: dict[str, str], out: Path, steps: int = 6, **training) -> dict:
+    return {
+        "seed": 0,
+        "output_dir": str(out),
+        "hypernetwork": {"base_model": base, "lora_rank": 4, "generator_width": 16,
+                         "task_embedding_dim": 8, "condition_dim": 8},
+        "training": {"max_steps": steps, "batch_size": 8, "max_length": 32, "eval_every": 0,
+                     "max_eval_examples": 20, "log_every": 2, **training},
+        "tasks": [{"folder": path} for path in tasks.values()],
+    }
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_bert, task_dirs, tmp_path_factory):
+    """One short training run on the tiny model, shared by the tests that read its outputs."""
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    out = tmp_path_factory.mktemp("run") / "out"
+    recipe = parse_recipe(tiny_recipe(tiny_bert, task_dirs, out))
+    return train(recipe, show_progress=False)
