@@ -29,6 +29,7 @@ def hub_id_of(name_or_path: str) -> str:
     """The portable name of a base model: its Hub id for a packaged alias, else as given."""
     return _PACKAGED_HUB_IDS.get(name_or_path, name_or_path)
 
+
 # Attention projections that carry adapters when the user names none, by name pattern. The
 # mapping that peft ships is tried first; these cover families it does not list.
 _FALLBACK_TARGETS = (
@@ -122,9 +123,12 @@ def linear_module_names(model: nn.Module) -> list[str]:
     """Names of the linear layers inside repeated blocks (those with a layer index)."""
     names = []
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and _LAYER_INDEX.search(f".{name}."):
-            names.append(name)
-        elif type(module).__name__ == "Conv1D" and _LAYER_INDEX.search(f".{name}."):  # GPT-2 style
+        if (
+            isinstance(module, nn.Linear)
+            and _LAYER_INDEX.search(f".{name}.")
+            or type(module).__name__ == "Conv1D"
+            and _LAYER_INDEX.search(f".{name}.")
+        ):
             names.append(name)
     return names
 

@@ -32,7 +32,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         overrides.append(f"training.max_steps={args.max_steps}")
     recipe = load_recipe(args.recipe, overrides)
-    result = train(recipe, output_dir=args.output_dir, overwrite=args.overwrite, show_progress=not args.no_progress)
+    result = train(
+        recipe, output_dir=args.output_dir, overwrite=args.overwrite, show_progress=not args.no_progress
+    )
     print(f"\nbest validation (step {result.best_step}, {result.seconds:.0f} s):")
     print(f"{'task':<28} {'metric':<10} {'value':>7} {'majority':>9}")
     for name, metrics in result.metrics.items():
@@ -52,8 +54,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     hypernet = load_hypernetwork(args.hypernetwork)
     hypernet.spec(args.task)  # unknown task: fail before anything is loaded or written
-    out = export_lora_adapter(hypernet, args.task, args.out, overwrite=args.overwrite,
-                              hypernetwork_ref=args.hypernetwork)
+    out = export_lora_adapter(
+        hypernet, args.task, args.out, overwrite=args.overwrite, hypernetwork_ref=args.hypernetwork
+    )
     print(out)
     return 0
 
@@ -63,8 +66,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .runtime import Runtime, load_hypernetwork, resolve_task
 
     path = Path(args.model)
-    common = {"split": args.split, "batch_size": args.batch_size, "max_length": args.max_length,
-              "max_examples": args.max_examples}
+    common = {
+        "split": args.split,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "max_examples": args.max_examples,
+    }
     if (path / "adapter_config.json").is_file():
         metrics = _eval_adapter(path, args, common)
     else:
@@ -74,7 +81,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         task = resolve_task(args.task, path if path.is_dir() else None)
         spec = hypernet.spec(task.name)
         runtime = Runtime(hypernet)
-        metrics = evaluate_hypernetwork(hypernet, runtime.adapted, runtime.tokenizer, _as(task, spec), **common)
+        metrics = evaluate_hypernetwork(
+            hypernet, runtime.adapted, runtime.tokenizer, _as(task, spec), **common
+        )
     print(json.dumps({"task": args.task, "split": args.split, **metrics}, indent=2))
     return 0
 
@@ -123,8 +132,10 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     for name in builtin_task_names():
         task = load_builtin_task(name)
         sizes = task.sizes()
-        print(f"{name:<18} {task.spec.task_type:<30} {task.spec.language:<5} {task.spec.num_outputs:>6} "
-              f"{sizes['train']:>6} {sizes['validation']:>6} {sizes['test']:>6}")
+        print(
+            f"{name:<18} {task.spec.task_type:<30} {task.spec.language:<5} {task.spec.num_outputs:>6} "
+            f"{sizes['train']:>6} {sizes['validation']:>6} {sizes['test']:>6}"
+        )
     return 0
 
 
@@ -136,27 +147,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = verbs.add_parser("train", help="train a hypernetwork from a recipe",
-                         description="Train a hypernetwork from a YAML recipe.")
+    p = verbs.add_parser(
+        "train",
+        help="train a hypernetwork from a recipe",
+        description="Train a hypernetwork from a YAML recipe.",
+    )
     p.add_argument("recipe", help="the recipe file, e.g. recipes/quickstart.yaml")
     p.add_argument("--output-dir", help="where to write (default: the recipe's output_dir)")
     p.add_argument("--max-steps", type=int, help="override training.max_steps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="recipe overrides such as training.learning_rate=5e-4 hypernetwork.lora_rank=4")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="recipe overrides such as training.learning_rate=5e-4 hypernetwork.lora_rank=4",
+    )
     p.set_defaults(func=_cmd_train)
 
-    p = verbs.add_parser("generate", help="write a task's generated adapter as a peft folder",
-                         description="Generate a task's LoRA adapter and write a standard peft folder.")
+    p = verbs.add_parser(
+        "generate",
+        help="write a task's generated adapter as a peft folder",
+        description="Generate a task's LoRA adapter and write a standard peft folder.",
+    )
     p.add_argument("hypernetwork", help="a hypernetwork folder (RUN/hypernetwork) or Hub repo id")
     p.add_argument("--task", required=True, help="a task the hypernetwork was trained on")
     p.add_argument("--out", required=True, help="the adapter folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     p.set_defaults(func=_cmd_generate)
 
-    p = verbs.add_parser("eval", help="score a hypernetwork or an exported adapter on a task",
-                         description="Score a hypernetwork or an exported peft adapter; prints JSON metrics.")
+    p = verbs.add_parser(
+        "eval",
+        help="score a hypernetwork or an exported adapter on a task",
+        description="Score a hypernetwork or an exported peft adapter; prints JSON metrics.",
+    )
     p.add_argument("model", help="a hypernetwork folder or repo id, or an exported adapter folder")
     p.add_argument("--task", required=True, help="task name (built-in or from the recipe) or a task folder")
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
@@ -166,8 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", help="base model of an adapter folder (default: from the folder)")
     p.set_defaults(func=_cmd_eval)
 
-    p = verbs.add_parser("tasks", help="list the built-in tasks with their sizes",
-                         description="List the built-in tasks (corpora shipped in PyPI packages).")
+    p = verbs.add_parser(
+        "tasks",
+        help="list the built-in tasks with their sizes",
+        description="List the built-in tasks (corpora shipped in PyPI packages).",
+    )
     p.set_defaults(func=_cmd_tasks)
     return parser
 

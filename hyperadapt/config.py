@@ -24,7 +24,9 @@ class HyperNetConfig:
         4.0
     """
 
-    base_model: str = _help("Base model: 'minilm' (packaged MiniLM-L6), a local folder or a Hub id.", "minilm")
+    base_model: str = _help(
+        "Base model: 'minilm' (packaged MiniLM-L6), a local folder or a Hub id.", "minilm"
+    )
     base_model_revision: str | None = _help("Hub revision of the base model (None: the default branch).")
     target_modules: list[str] | None = _help(
         "Module names (last name component) that get LoRA adapters; None finds them from the model.",
@@ -42,13 +44,17 @@ class HyperNetConfig:
         "Std of the B-head weights at initialisation; small, so first adapters barely change the model.",
         1e-4,
     )
-    tasks: list[dict[str, Any]] = _help("Task specs (name, type, labels, ...), in embedding order.", factory=list)
+    tasks: list[dict[str, Any]] = _help(
+        "Task specs (name, type, labels, ...), in embedding order.", factory=list
+    )
     # Filled in from the base model.
     num_layers: int = _help("Number of blocks of the base model that carry adapters.", 0)
     module_shapes: dict[str, list[int]] = _help(
         "For each module kind, [in_features, out_features].", factory=dict
     )
-    module_layers: dict[str, list[int]] = _help("For each module kind, the layer indices it sits in.", factory=dict)
+    module_layers: dict[str, list[int]] = _help(
+        "For each module kind, the layer indices it sits in.", factory=dict
+    )
     head_shapes: dict[str, list[int]] = _help(
         "Shapes of the base model's classifier-head parameters, with the label dimension as -1.", factory=dict
     )
@@ -83,7 +89,9 @@ class HyperNetConfig:
             or not self.target_modules
             or not all(isinstance(t, str) and t for t in self.target_modules)
         ):
-            raise ValueError(f"target_modules must be a non-empty list of names or None, got {self.target_modules!r}")
+            raise ValueError(
+                f"target_modules must be a non-empty list of names or None, got {self.target_modules!r}"
+            )
         names = [t["name"] for t in self.tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
@@ -110,6 +118,14 @@ class HyperNetConfig:
     @classmethod
     def recipe_fields(cls) -> list[str]:
         """The fields a recipe may set (the rest are filled in from the base model and tasks)."""
-        derived = {"tasks", "num_layers", "module_shapes", "module_layers", "head_shapes", "head_name",
-                   "model_type", "hidden_size"}
+        derived = {
+            "tasks",
+            "num_layers",
+            "module_shapes",
+            "module_layers",
+            "head_shapes",
+            "head_name",
+            "model_type",
+            "hidden_size",
+        }
         return [f.name for f in fields(cls) if f.name not in derived]

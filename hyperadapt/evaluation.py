@@ -12,7 +12,9 @@ from .data import Task, TaskSpec
 from .metrics import compute_metrics
 
 
-def encode(tokenizer, spec: TaskSpec, examples: list[dict[str, Any]], max_length: int) -> dict[str, torch.Tensor]:
+def encode(
+    tokenizer, spec: TaskSpec, examples: list[dict[str, Any]], max_length: int
+) -> dict[str, torch.Tensor]:
     """Tokenise a batch of one task's examples (one text or a pair), padded to the longest."""
     texts = [[ex[name] for ex in examples] for name in spec.text_fields]
     return dict(tokenizer(*texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"))

@@ -73,7 +73,9 @@ def export_lora_adapter(
     adapters, head = hypernet(task)
     hypernet.train(was_training)
 
-    base = load_sequence_classifier(cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision)
+    base = load_sequence_classifier(
+        cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision
+    )
     peft_model = get_peft_model(base, lora_config(cfg, task_type="SEQ_CLS", modules_to_save=[cfg.head_name]))
     for kind, entries in lora_slots(peft_model).items():
         a, b = adapters[kind]
@@ -88,8 +90,13 @@ def export_lora_adapter(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         peft_model.save_pretrained(tmp)
-        task_info = {"task": spec.to_dict(), "hypernetwork": hypernetwork_ref, "base_model": cfg.base_model,
-                     "num_labels": spec.num_outputs, "metrics": metrics}
+        task_info = {
+            "task": spec.to_dict(),
+            "hypernetwork": hypernetwork_ref,
+            "base_model": cfg.base_model,
+            "num_labels": spec.num_outputs,
+            "metrics": metrics,
+        }
         (tmp / TASK_FILE).write_text(json.dumps(task_info, indent=2), encoding="utf-8")
         _card(spec, cfg, metrics, hypernetwork_ref).save(tmp / "README.md")
         if out.exists():

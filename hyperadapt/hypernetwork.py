@@ -129,7 +129,7 @@ class ComponentGenerator(nn.Module):
             where ``n_layers`` counts the layers holding that kind, in their order.
         """
         rows, spans = [], []
-        for i, kind in enumerate(self.kinds):
+        for i in range(len(self.kinds)):
             layers = getattr(self, f"layers_{i}")
             kind_ids = torch.full_like(layers, i)
             rows.append(
@@ -213,8 +213,11 @@ class HyperNetwork(
         from .injection import describe_base_model
 
         filled = HyperNetConfig.from_dict(
-            {**config.to_dict(), **describe_base_model(base_model, config.target_modules),
-             "tasks": [t.to_dict() for t in tasks]}
+            {
+                **config.to_dict(),
+                **describe_base_model(base_model, config.target_modules),
+                "tasks": [t.to_dict() for t in tasks],
+            }
         )
         return cls(filled)
 
@@ -239,7 +242,9 @@ class HyperNetwork(
         self.spec(task)
         return {name.replace("__", "."): p for name, p in self.heads[_key(task)].items()}
 
-    def forward(self, task: str) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
+    def forward(
+        self, task: str
+    ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
         """Generate a task's adapters and return them with its head.
 
         Returns:

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .base_model import default_target_modules, head_module_name, layer_index, linear_module_names, module_kind
+from .base_model import (
+    default_target_modules,
+    head_module_name,
+    layer_index,
+    linear_module_names,
+    module_kind,
+)
 from .config import HyperNetConfig
 from .errors import HyperAdaptError
 
@@ -68,7 +74,9 @@ def describe_base_model(model: nn.Module, target_modules: list[str] | None) -> d
             shape[0] = -1
         head_shapes[name] = shape
     if not any(-1 in s for s in head_shapes.values()):
-        raise HyperAdaptError(f"cannot find the output layer of the {head_name!r} head of {type(model).__name__}")
+        raise HyperAdaptError(
+            f"cannot find the output layer of the {head_name!r} head of {type(model).__name__}"
+        )
     return {
         "target_modules": targets,
         "num_layers": max(max(v) for v in layers.values()) + 1,
@@ -160,8 +168,10 @@ class AdaptedModel(nn.Module):
                 f"{config.module_layers}; load it with the base model it was trained for"
             )
         self.param_names = {
-            kind: [(f"{name}.lora_A.{ADAPTER_NAME}.weight", f"{name}.lora_B.{ADAPTER_NAME}.weight")
-                   for _, name, _ in entries]
+            kind: [
+                (f"{name}.lora_A.{ADAPTER_NAME}.weight", f"{name}.lora_B.{ADAPTER_NAME}.weight")
+                for _, name, _ in entries
+            ]
             for kind, entries in slots.items()
         }
         head_path = next(n for n, _ in self.peft_model.named_modules() if n.endswith(f".{config.head_name}"))
@@ -194,5 +204,7 @@ class AdaptedModel(nn.Module):
     ) -> torch.Tensor:
         """Logits of the base model run with the given adapters and head."""
         params = self.parameters_for(adapters, head)
-        outputs = functional_call(self.peft_model, params, args=(), kwargs=inputs, strict=False, tie_weights=False)
+        outputs = functional_call(
+            self.peft_model, params, args=(), kwargs=inputs, strict=False, tie_weights=False
+        )
         return outputs.logits

@@ -47,18 +47,30 @@ class TrainingConfig:
     lr_scheduler: str = field(default="linear", metadata={"help": "A transformers scheduler name."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 disables)."})
     temperature: float = field(
-        default=2.0, metadata={"help": "Task sampling: p(task) ~ size^(1/T); 1 = proportional, large = uniform."}
+        default=2.0,
+        metadata={"help": "Task sampling: p(task) ~ size^(1/T); 1 = proportional, large = uniform."},
     )
-    eval_every: int = field(default=200, metadata={"help": "Evaluate on validation every N steps (0: at the end)."})
+    eval_every: int = field(
+        default=200, metadata={"help": "Evaluate on validation every N steps (0: at the end)."}
+    )
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for evaluation."})
-    max_eval_examples: int = field(default=500, metadata={"help": "Validation examples per task per evaluation."})
+    max_eval_examples: int = field(
+        default=500, metadata={"help": "Validation examples per task per evaluation."}
+    )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'bf16' or 'fp16' (GPU only)."})
     log_every: int = field(default=20, metadata={"help": "Log the running loss every N steps."})
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "max_length", "eval_batch_size", "max_eval_examples",
-                     "gradient_accumulation_steps", "log_every"):
+        for name in (
+            "max_steps",
+            "batch_size",
+            "max_length",
+            "eval_batch_size",
+            "max_eval_examples",
+            "gradient_accumulation_steps",
+            "log_every",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"training.{name} must be a positive integer, got {value!r}")
@@ -75,7 +87,9 @@ class TrainingConfig:
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"training.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+            raise ValueError(
+                f"training.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}"
+            )
 
     @property
     def warmup_steps(self) -> int:
@@ -130,8 +144,15 @@ class TaskEntry:
         return self.name or self.builtin or self.folder or str(self.dataset)
 
     def _overrides(self) -> dict[str, Any]:
-        keys = ("task_type", "text_fields", "label_field", "labels", "label_descriptions", "description",
-                "language")
+        keys = (
+            "task_type",
+            "text_fields",
+            "label_field",
+            "labels",
+            "label_descriptions",
+            "description",
+            "language",
+        )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
     def load(self, base_dir: Path | None = None) -> Task:
@@ -156,8 +177,14 @@ class TaskEntry:
                 raise HyperAdaptError(str(err)) from None
             data_files = _relative_files(self.data_files, base_dir)
             task = load_dataset_task(
-                spec, self.dataset, self.config_name, data_files, self.columns, self.split_names,
-                self.validation_fraction, self.revision,
+                spec,
+                self.dataset,
+                self.config_name,
+                data_files,
+                self.columns,
+                self.split_names,
+                self.validation_fraction,
+                self.revision,
             )
         overrides = self._overrides()
         if self.name:
@@ -233,7 +260,9 @@ def _check_keys(section: str, given: dict[str, Any], known: list[str]) -> None:
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name) or {}
     if not isinstance(value, dict):
-        raise HyperAdaptError(f"recipe: {name} must be a mapping of keys to values, got {type(value).__name__}")
+        raise HyperAdaptError(
+            f"recipe: {name} must be a mapping of keys to values, got {type(value).__name__}"
+        )
     return value
 
 
@@ -247,7 +276,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
-            raise HyperAdaptError(f"override {item!r} must look like section.key=value (training.max_steps=50)")
+            raise HyperAdaptError(
+                f"override {item!r} must look like section.key=value (training.max_steps=50)"
+            )
         path, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw)

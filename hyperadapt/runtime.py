@@ -35,7 +35,9 @@ def load_hypernetwork(ref: str | Path, revision: str | None = None) -> HyperNetw
         try:
             json.loads((path / "config.json").read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise HyperAdaptError(f"{ref}/config.json is not valid JSON ({err.msg}); the checkpoint is damaged")
+            raise HyperAdaptError(
+                f"{ref}/config.json is not valid JSON ({err.msg}); the checkpoint is damaged"
+            ) from None
     try:
         return HyperNetwork.from_pretrained(ref, revision=revision)
     except HyperAdaptError:

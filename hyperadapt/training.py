@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from .base_model import load_sequence_classifier, load_tokenizer
-from .data import Task
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
 from .hypernetwork import HyperNetwork
@@ -77,8 +76,12 @@ class TaskBatches:
         return [self.examples[i] for i in chunk]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "order": self.order, "position": self.position,
-                "epoch": self.epoch}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": self.order,
+            "position": self.position,
+            "epoch": self.epoch,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -128,8 +131,9 @@ def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def train(recipe: Recipe, output_dir: str | Path | None = None, overwrite: bool = False,
-          show_progress: bool = True) -> TrainResult:
+def train(
+    recipe: Recipe, output_dir: str | Path | None = None, overwrite: bool = False, show_progress: bool = True
+) -> TrainResult:
     """Train a hypernetwork as a recipe says; write it, its metrics and one adapter per task.
 
     Args:
@@ -168,32 +172,48 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, overwrite: bool 
     adapted = AdaptedModel(base, hypernet.config).to(accelerator.device)
     logger.info(
         "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules",
-        f"{hypernet.num_parameters():,}", f"{hypernet.generator_parameters():,}", len(tasks),
-        hyper_cfg.base_model, sum(len(v) for v in hypernet.config.module_layers.values()),
+        f"{hypernet.num_parameters():,}",
+        f"{hypernet.generator_parameters():,}",
+        len(tasks),
+        hyper_cfg.base_model,
+        sum(len(v) for v in hypernet.config.module_layers.values()),
     )
 
     optimizer = torch.optim.AdamW(hypernet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps,
-                              num_training_steps=cfg.max_steps)
+    scheduler = get_scheduler(
+        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps
+    )
     model, optimizer, scheduler = accelerator.prepare(hypernet, optimizer, scheduler)
 
     sampler = TaskSampler([len(t.splits["train"]) for t in tasks], cfg.temperature, recipe.seed)
-    streams = [TaskBatches(t.splits["train"], cfg.batch_size, recipe.seed + 1 + i) for i, t in enumerate(tasks)]
+    streams = [
+        TaskBatches(t.splits["train"], cfg.batch_size, recipe.seed + 1 + i) for i, t in enumerate(tasks)
+    ]
     baselines = {t.name: t.majority_baseline() for t in tasks}
-    eval_kwargs = {"batch_size": cfg.eval_batch_size, "max_length": cfg.max_length,
-                   "max_examples": cfg.max_eval_examples, "device": accelerator.device}
+    eval_kwargs = {
+        "batch_size": cfg.eval_batch_size,
+        "max_length": cfg.max_length,
+        "max_examples": cfg.max_eval_examples,
+        "device": accelerator.device,
+    }
 
     def run_eval(step: int) -> tuple[float, dict[str, dict[str, float]]]:
         unwrapped = accelerator.unwrap_model(model)
-        metrics = {t.name: evaluate_hypernetwork(unwrapped, adapted, tokenizer, t, **eval_kwargs) for t in tasks}
+        metrics = {
+            t.name: evaluate_hypernetwork(unwrapped, adapted, tokenizer, t, **eval_kwargs) for t in tasks
+        }
         score = float(np.mean([metrics[t.name][t.spec.main_metric] for t in tasks]))
-        table = ", ".join(f"{t.name} {t.spec.main_metric}={metrics[t.name][t.spec.main_metric]:.3f}" for t in tasks)
+        table = ", ".join(
+            f"{t.name} {t.spec.main_metric}={metrics[t.name][t.spec.main_metric]:.3f}" for t in tasks
+        )
         logger.info("step %d validation: %s (mean %.3f)", step, table, score)
         return score, metrics
 
     best_score, best_metrics, best_step, best_state = -math.inf, {}, 0, None
     eval_every = cfg.eval_every or cfg.max_steps
-    progress = tqdm(total=cfg.max_steps, desc="training", disable=not (show_progress and accelerator.is_main_process))
+    progress = tqdm(
+        total=cfg.max_steps, desc="training", disable=not (show_progress and accelerator.is_main_process)
+    )
     running, seen = 0.0, 0
     model.train()
     for step in range(1, cfg.max_steps + 1):
@@ -202,8 +222,10 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, overwrite: bool 
                 index = sampler()
                 task = tasks[index]
                 examples = streams[index].next()
-                inputs = {k: v.to(accelerator.device) for k, v in encode(tokenizer, task.spec, examples,
-                                                                           cfg.max_length).items()}
+                inputs = {
+                    k: v.to(accelerator.device)
+                    for k, v in encode(tokenizer, task.spec, examples, cfg.max_length).items()
+                }
                 labels = labels_tensor(task.spec, examples).to(accelerator.device)
                 with accelerator.autocast():
                     adapters, head = model(task.name)
@@ -231,8 +253,10 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, overwrite: bool 
             score, metrics = run_eval(step)
             if score > best_score:
                 best_score, best_metrics, best_step = score, metrics, step
-                best_state = {k: v.detach().cpu().clone()
-                              for k, v in accelerator.unwrap_model(model).state_dict().items()}
+                best_state = {
+                    k: v.detach().cpu().clone()
+                    for k, v in accelerator.unwrap_model(model).state_dict().items()
+                }
     progress.close()
 
     hypernet = accelerator.unwrap_model(model)
@@ -246,13 +270,18 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, overwrite: bool 
         hypernet.to("cpu")
         import yaml
 
-        save_atomically(hypernet, hypernet_dir, {"recipe.yaml": yaml.safe_dump(recipe.to_dict(), sort_keys=False)})
+        save_atomically(
+            hypernet, hypernet_dir, {"recipe.yaml": yaml.safe_dump(recipe.to_dict(), sort_keys=False)}
+        )
         if recipe.export_adapters:
             from .export import export_lora_adapter
 
             for t in tasks:
                 adapter_dirs[t.name] = export_lora_adapter(
-                    hypernet, t.name, out / "adapters" / t.name, metrics=best_metrics.get(t.name),
+                    hypernet,
+                    t.name,
+                    out / "adapters" / t.name,
+                    metrics=best_metrics.get(t.name),
                     hypernetwork_ref=str(hypernet_dir),
                 )
         summary = {
@@ -264,5 +293,6 @@ def train(recipe: Recipe, output_dir: str | Path | None = None, overwrite: bool 
         }
         (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     accelerator.wait_for_everyone()
-    return TrainResult(out, hypernet_dir, adapter_dirs, best_metrics, baselines, best_step,
-                       time.perf_counter() - start)
+    return TrainResult(
+        out, hypernet_dir, adapter_dirs, best_metrics, baselines, best_step, time.perf_counter() - start
+    )

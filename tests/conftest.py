@@ -32,8 +32,14 @@ def make_tiny_bert(path: Path, layers: int = 2, hidden: int = 32, seed: int = 0)
 
     torch.manual_seed(seed)
     tokenizer = _tokenizer()
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -44,8 +50,9 @@ def tiny_bert(tmp_path_factory) -> str:
     return str(make_tiny_bert(tmp_path_factory.mktemp("tiny_bert")))
 
 
-def write_task(folder: Path, name: str, task_type: str = "sequence_classification", n: int = 60,
-               seed: int = 0) -> Path:
+def write_task(
+    folder: Path, name: str, task_type: str = "sequence_classification", n: int = 60, seed: int = 0
+) -> Path:
     """A small, learnable task: sentiment from word lists, or a pair or regression variant."""
     import random
 
@@ -93,10 +100,22 @@ def tiny_recipe(base: str, tasks: dict[str, str], out: Path, steps: int = 6, **t
     return {
         "seed": 0,
         "output_dir": str(out),
-        "hypernetwork": {"base_model": base, "lora_rank": 4, "generator_width": 16,
-                         "task_embedding_dim": 8, "condition_dim": 8},
-        "training": {"max_steps": steps, "batch_size": 8, "max_length": 32, "eval_every": 0,
-                     "max_eval_examples": 20, "log_every": 2, **training},
+        "hypernetwork": {
+            "base_model": base,
+            "lora_rank": 4,
+            "generator_width": 16,
+            "task_embedding_dim": 8,
+            "condition_dim": 8,
+        },
+        "training": {
+            "max_steps": steps,
+            "batch_size": 8,
+            "max_length": 32,
+            "eval_every": 0,
+            "max_eval_examples": 20,
+            "log_every": 2,
+            **training,
+        },
         "tasks": [{"folder": path} for path in tasks.values()],
     }
 

@@ -46,9 +46,19 @@ def test_exported_adapter_loads_with_plain_peft_in_a_fresh_process(trained_run, 
     with torch.no_grad():
         expected = runtime.adapted(*hypernet(task), **inputs)
     result = subprocess.run(
-        [sys.executable, "-c", LOAD_WITH_PEFT, hypernet.config.base_model, str(folder), str(num_labels),
-         json.dumps(SENTENCES)],
-        capture_output=True, text=True, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""},
+        [
+            sys.executable,
+            "-c",
+            LOAD_WITH_PEFT,
+            hypernet.config.base_model,
+            str(folder),
+            str(num_labels),
+            json.dumps(SENTENCES),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": ""},
     )
     got = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
     assert got.shape == expected.shape
@@ -90,9 +100,13 @@ def test_base_weights_are_bit_identical_after_training(tiny_bert, task_dirs, tmp
         return model
 
     monkeypatch.setattr(training, "load_sequence_classifier", capture)
-    training.train(parse_recipe(tiny_recipe(tiny_bert, task_dirs, tmp_path / "out", steps=8)), show_progress=False)
+    training.train(
+        parse_recipe(tiny_recipe(tiny_bert, task_dirs, tmp_path / "out", steps=8)), show_progress=False
+    )
     # peft wrapped the adapted linears in place: their own weights now sit under base_layer.
-    after = {k.replace(".base_layer", ""): v for k, v in captured["model"].state_dict().items() if "lora_" not in k}
+    after = {
+        k.replace(".base_layer", ""): v for k, v in captured["model"].state_dict().items() if "lora_" not in k
+    }
     before = captured["before"]
     assert after.keys() == before.keys() and len(before) > 20
     for key in before:

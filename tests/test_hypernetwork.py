@@ -128,8 +128,9 @@ def test_save_and_load_round_trip_exactly(tiny_bert, tmp_path):
     assert original.keys() == restored.keys()
     assert all(torch.equal(original[k], restored[k]) for k in original)
     with torch.no_grad():
-        assert torch.equal(adapted(*hypernet("sent"), **_inputs(tokenizer)),
-                           adapted(*loaded("sent"), **_inputs(tokenizer)))
+        assert torch.equal(
+            adapted(*hypernet("sent"), **_inputs(tokenizer)), adapted(*loaded("sent"), **_inputs(tokenizer))
+        )
 
 
 def test_load_is_strict_about_weights(tiny_bert, tmp_path):
