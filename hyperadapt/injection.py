@@ -100,12 +100,20 @@ def _linear_shape(module: nn.Module) -> tuple[int, int]:
 
 def check_base_matches(config: HyperNetConfig, model: nn.Module, base_name: str) -> None:
     """Refuse a base model other than the one the hypernetwork was trained for, naming both."""
-    found = describe_base_model(model, config.target_modules)
+    try:
+        found = describe_base_model(model, config.target_modules)
+    except HyperAdaptError:  # its modules do not even have the trained names
+        found = {
+            "model_type": getattr(model.config, "model_type", "?"),
+            "num_layers": "?",
+            "hidden_size": getattr(model.config, "hidden_size", "?"),
+            "module_shapes": None,
+        }
     same = (
         found["model_type"] == config.model_type
         and found["hidden_size"] == config.hidden_size
         and found["module_shapes"] == config.module_shapes
-        and found["module_layers"] == config.module_layers
+        and found.get("module_layers") == config.module_layers
     )
     if not same:
         raise HyperAdaptError(
