@@ -257,6 +257,19 @@ def _check_keys(section: str, given: dict[str, Any], known: list[str]) -> None:
             raise HyperAdaptError(f"recipe: unknown key {where}{key!r}{hint}")
 
 
+def _coerce_numbers(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """YAML reads ``1e-3`` (no dot) as a string; turn such strings into floats for float fields."""
+    float_fields = {f.name for f in fields(cls) if "float" in str(f.type)}
+    out = dict(values)
+    for key, value in values.items():
+        if key in float_fields and isinstance(value, str):
+            try:
+                out[key] = float(value)
+            except ValueError:
+                pass  # left as is: the config's own check names the field
+    return out
+
+
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name) or {}
     if not isinstance(value, dict):
@@ -322,8 +335,8 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
             raise HyperAdaptError(f"recipe: tasks[{i}]: {err}") from None
     try:
         recipe = Recipe(
-            hypernetwork=HyperNetConfig(**hyper),
-            training=TrainingConfig(**training),
+            hypernetwork=HyperNetConfig(**_coerce_numbers(HyperNetConfig, hyper)),
+            training=TrainingConfig(**_coerce_numbers(TrainingConfig, training)),
             tasks=tasks,
             seed=int(data.get("seed", 0)),
             output_dir=str(data.get("output_dir", "runs/hyperadapt")),
