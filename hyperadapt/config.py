@@ -33,6 +33,26 @@ class HyperNetConfig:
     )
     lora_rank: int = _help("Rank r of every generated LoRA adapter.", 8)
     lora_alpha: float = _help("LoRA alpha; the update is scaled by alpha / r.", 16.0)
+    conditioning: list[str] = _help(
+        "What adapters are conditioned on: any of 'name' (a learned embedding per task), 'description' "
+        "(the encoded task description), 'examples' (mean encoding of k labelled examples); [] trains one "
+        "shared, unconditioned adapter.",
+        factory=lambda: ["name"],
+    )
+    head: str = _help(
+        "'task': a learned classifier head per training task; 'label_semantic': output rows computed from "
+        "the encoded label names and descriptions, so tasks with new labels need no new parameters.",
+        "task",
+    )
+    text_encoder: str = _help("Frozen sentence encoder for descriptions, labels and examples.", "minilm")
+    condition_dropout: float = _help(
+        "Training only: probability of leaving out each condition part (one is always kept), so any "
+        "subset of parts works at generation time.",
+        0.0,
+    )
+    few_shot_range: list[int] = _help(
+        "Training only: k of few-shot conditions is drawn from [low, high].", factory=lambda: [4, 16]
+    )
     task_embedding_dim: int = _help("Size of the learned embedding of each task name.", 64)
     condition_dim: int = _help("Size of the task condition after its projection network.", 64)
     layer_embedding_dim: int = _help("Size of the learned layer-id embedding.", 16)
@@ -47,7 +67,8 @@ class HyperNetConfig:
     tasks: list[dict[str, Any]] = _help(
         "Task specs (name, type, labels, ...), in embedding order.", factory=list
     )
-    # Filled in from the base model.
+    # Filled in from the base model and the text encoder.
+    text_dim: int = _help("Size of the text encoder's embeddings.", 0)
     num_layers: int = _help("Number of blocks of the base model that carry adapters.", 0)
     module_shapes: dict[str, list[int]] = _help(
         "For each module kind, [in_features, out_features].", factory=dict
@@ -92,6 +113,28 @@ class HyperNetConfig:
             raise ValueError(
                 f"target_modules must be a non-empty list of names or None, got {self.target_modules!r}"
             )
+        from .conditioning import CONDITION_PARTS
+
+        if not isinstance(self.conditioning, list) or any(
+            p not in CONDITION_PARTS for p in self.conditioning
+        ):
+            raise ValueError(
+                f"conditioning must be a list of {list(CONDITION_PARTS)}, got {self.conditioning!r}"
+            )
+        if len(set(self.conditioning)) != len(self.conditioning):
+            raise ValueError(f"conditioning lists a part twice: {self.conditioning!r}")
+        if self.head not in ("task", "label_semantic"):
+            raise ValueError(f"head must be 'task' or 'label_semantic', got {self.head!r}")
+        if not 0.0 <= self.condition_dropout < 1.0:
+            raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout!r}")
+        low_high = self.few_shot_range
+        if (
+            not isinstance(low_high, list)
+            or len(low_high) != 2
+            or not all(isinstance(k, int) for k in low_high)
+            or not 1 <= low_high[0] <= low_high[1]
+        ):
+            raise ValueError(f"few_shot_range must be [low, high] with 1 <= low <= high, got {low_high!r}")
         names = [t["name"] for t in self.tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
@@ -120,6 +163,7 @@ class HyperNetConfig:
         """The fields a recipe may set (the rest are filled in from the base model and tasks)."""
         derived = {
             "tasks",
+            "text_dim",
             "num_layers",
             "module_shapes",
             "module_layers",

@@ -44,6 +44,7 @@ class TaskSpec:
         description: A plain-language statement of the task.
         language: ISO 639-1 code of the inputs.
         label_range: ``[low, high]`` of a regression target.
+        descriptions: More wordings of ``description``; training draws one per step.
     """
 
     name: str
@@ -55,6 +56,7 @@ class TaskSpec:
     description: str = ""
     language: str = "en"
     label_range: list[float] | None = None
+    descriptions: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):

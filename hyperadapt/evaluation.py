@@ -77,12 +77,18 @@ def evaluate_logits_fn(
 
 
 @torch.no_grad()
-def evaluate_hypernetwork(hypernet, adapted, tokenizer, task: Task, **kwargs: Any) -> dict[str, float]:
-    """Score ``task`` with the adapter the hypernetwork generates for it (generated once)."""
+def evaluate_hypernetwork(
+    hypernet, adapted, tokenizer, task: Task, condition=None, **kwargs: Any
+) -> dict[str, float]:
+    """Score ``task`` with the adapter the hypernetwork generates for it (generated once).
+
+    Args:
+        condition: A `Condition` to generate from; default: the task's name.
+    """
     was_training = hypernet.training
     hypernet.eval()
     try:
-        adapters, head = hypernet(task.name)
+        adapters, head = hypernet(condition if condition is not None else task.name)
         return evaluate_logits_fn(lambda inputs: adapted(adapters, head, **inputs), tokenizer, task, **kwargs)
     finally:
         hypernet.train(was_training)

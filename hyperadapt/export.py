@@ -18,6 +18,8 @@ from typing import Any
 import torch
 
 from .base_model import hub_id_of, load_sequence_classifier
+from .conditioning import Condition
+from .data import TaskSpec
 from .errors import HyperAdaptError
 from .hypernetwork import HyperNetwork
 from .injection import ADAPTER_NAME, lora_config, lora_slots
@@ -40,19 +42,21 @@ def _template(name: str) -> str:
 @torch.no_grad()
 def export_lora_adapter(
     hypernet: HyperNetwork,
-    task: str,
+    task: str | TaskSpec,
     out_dir: str | Path,
     *,
+    condition: Condition | None = None,
     overwrite: bool = False,
     metrics: dict[str, float] | None = None,
     hypernetwork_ref: str | None = None,
 ) -> Path:
-    """Generate ``task``'s adapter and write it as a peft LoRA folder with its head.
+    """Generate a task's adapter and write it as a peft LoRA folder with its head.
 
     Args:
         hypernet: A trained hypernetwork.
-        task: A task it knows.
+        task: A task it knows by name, or the `TaskSpec` of a new task (then give ``condition``).
         out_dir: The folder to create (written to a temporary folder, then renamed).
+        condition: What to generate from (built by `ConditionBuilder`); default: the task's name.
         overwrite: Replace an existing folder.
         metrics: Metrics to put in the model card.
         hypernetwork_ref: Path or repo id of the hypernetwork, for the card.
@@ -63,15 +67,19 @@ def export_lora_adapter(
     """
     from peft import get_peft_model
 
-    spec = hypernet.spec(task)
+    spec = task if isinstance(task, TaskSpec) else hypernet.spec(task)
+    if condition is None:
+        condition = spec.name
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise HyperAdaptError(f"output folder {out} already exists; choose another --out or pass --overwrite")
     cfg = hypernet.config
     was_training = hypernet.training
     hypernet.eval()
-    adapters, head = hypernet(task)
-    hypernet.train(was_training)
+    try:
+        adapters, head = hypernet(condition)
+    finally:
+        hypernet.train(was_training)
 
     base = load_sequence_classifier(
         cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision
@@ -92,13 +100,14 @@ def export_lora_adapter(
         peft_model.save_pretrained(tmp)
         task_info = {
             "task": spec.to_dict(),
+            "generated_from": _generated_from(condition),
             "hypernetwork": hypernetwork_ref,
             "base_model": cfg.base_model,
             "num_labels": spec.num_outputs,
             "metrics": metrics,
         }
         (tmp / TASK_FILE).write_text(json.dumps(task_info, indent=2), encoding="utf-8")
-        _card(spec, cfg, metrics, hypernetwork_ref).save(tmp / "README.md")
+        _card(spec, cfg, metrics, hypernetwork_ref, _generated_from(condition)).save(tmp / "README.md")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -108,7 +117,22 @@ def export_lora_adapter(
     return out
 
 
-def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | None):
+def _generated_from(condition: Condition | str) -> str:
+    if isinstance(condition, str):
+        return f"the task name `{condition}`"
+    parts = []
+    if condition.task is not None:
+        parts.append(f"the task name `{condition.task}`")
+    if condition.description is not None:
+        parts.append("the task description above")
+    if condition.examples is not None:
+        parts.append("labelled examples of the task")
+    if condition.labels is not None:
+        parts.append("the label names and descriptions (label-semantic head)")
+    return ", ".join(parts) or "no condition (a shared adapter)"
+
+
+def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | None, generated_from: str):
     from huggingface_hub import ModelCard, ModelCardData
 
     base_id = hub_id_of(cfg.base_model)
@@ -126,6 +150,7 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
         task_name=spec.name,
         task_type=spec.task_type,
         description=spec.description,
+        generated_from=generated_from,
         hypernetwork=hypernetwork_ref,
         language=spec.language,
         labels=", ".join(spec.labels) if spec.labels else "a regression score",

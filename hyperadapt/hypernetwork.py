@@ -18,9 +18,11 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from .conditioning import Condition, Conditioner
 from .config import HyperNetConfig
 from .data import TaskSpec
 from .errors import HyperAdaptError
+from .heads import LabelSemanticHead, TaskHeads
 
 logger = logging.getLogger(__name__)
 
@@ -30,32 +32,6 @@ WEIGHTS_NAME = "model.safetensors"
 def _key(name: str) -> str:
     """Module names hold dots, which `nn.ModuleDict` keys may not."""
     return name.replace(".", "__")
-
-
-class TaskConditioner(nn.Module):
-    """A learned embedding per task name, projected by a small network into the condition space.
-
-    Args:
-        num_tasks: Size of the task vocabulary.
-        embedding_dim: Size of each task's embedding.
-        condition_dim: Size of the projected condition.
-        dropout: Dropout between the two projection layers.
-    """
-
-    def __init__(self, num_tasks: int, embedding_dim: int, condition_dim: int, dropout: float = 0.0):
-        super().__init__()
-        self.embedding = nn.Embedding(max(num_tasks, 1), embedding_dim)
-        nn.init.normal_(self.embedding.weight, std=1.0)
-        self.project = nn.Sequential(
-            nn.Linear(embedding_dim, condition_dim),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(condition_dim, condition_dim),
-            nn.LayerNorm(condition_dim),
-        )
-
-    def forward(self, task_index: torch.Tensor) -> torch.Tensor:
-        return self.project(self.embedding(task_index))
 
 
 class ScaledLinear(nn.Module):
@@ -160,10 +136,12 @@ class HyperNetwork(
     library_name="hyperadapt",
     tags=["hyperadapt", "hypernetwork", "lora"],
 ):
-    """Task-conditioned generator of LoRA adapters, with one classifier head per task.
+    """Condition-to-adapter generator of LoRA adapters, with task heads.
 
     Build it for a base model with `HyperNetwork.build`; save and load with
     ``save_pretrained`` / ``from_pretrained`` (config next to safetensors weights, strict load).
+    Call it with a `Condition` (or, for a hypernetwork conditioned on task names only, a task
+    name) to get ``(adapters, head)``.
 
     Args:
         config: A complete config (module shapes filled in), as `build` or ``from_pretrained``
@@ -183,40 +161,48 @@ class HyperNetwork(
         self.config = config
         self.task_specs = [TaskSpec.from_dict(t) for t in config.tasks]
         self.task_index = {spec.name: i for i, spec in enumerate(self.task_specs)}
-        self.conditioner = TaskConditioner(
-            len(self.task_specs), config.task_embedding_dim, config.condition_dim, config.dropout
+        self.conditioner = Conditioner(
+            config.conditioning,
+            self.task_names,
+            config.task_embedding_dim,
+            config.text_dim,
+            config.condition_dim,
+            config.dropout,
         )
         self.generator = ComponentGenerator(config)
-        self.heads = nn.ModuleDict({_key(spec.name): self._new_head(spec) for spec in self.task_specs})
+        if config.head == "label_semantic":
+            self.head = LabelSemanticHead(config.head_shapes, config.text_dim)
+        else:
+            self.head = TaskHeads(config.head_shapes, {s.name: s.num_outputs for s in self.task_specs})
 
-    def _new_head(self, spec: TaskSpec) -> nn.ParameterDict:
-        head = nn.ParameterDict()
-        for name, shape in self.config.head_shapes.items():
-            shape = [spec.num_outputs if d == -1 else d for d in shape]
-            param = torch.empty(shape)
-            if param.dim() > 1:
-                nn.init.normal_(param, std=0.02)
-            else:
-                nn.init.zeros_(param)
-            head[_key(name)] = nn.Parameter(param)
-        return head
+    @property
+    def task_names(self) -> list[str]:
+        return [spec.name for spec in self.task_specs]
 
     @classmethod
-    def build(cls, config: HyperNetConfig, tasks: list[TaskSpec], base_model: nn.Module) -> HyperNetwork:
+    def build(
+        cls, config: HyperNetConfig, tasks: list[TaskSpec], base_model: nn.Module, text_dim: int | None = None
+    ) -> HyperNetwork:
         """Fill in the config from the base model and the tasks, and create the hypernetwork.
 
         Args:
             config: Recipe settings; shapes and layers are taken from ``base_model``.
             tasks: The tasks it is trained on (their order fixes the embedding rows).
             base_model: The frozen ``*ForSequenceClassification`` model.
+            text_dim: Size of the text encoder's embeddings (needed for descriptions, examples and
+                label-semantic heads).
         """
         from .injection import describe_base_model
 
+        needs_text = config.head == "label_semantic" or {"description", "examples"} & set(config.conditioning)
+        if needs_text and not text_dim:
+            raise ValueError("this config uses the text encoder: pass text_dim (SentenceEncoder.dim)")
         filled = HyperNetConfig.from_dict(
             {
                 **config.to_dict(),
                 **describe_base_model(base_model, config.target_modules),
                 "tasks": [t.to_dict() for t in tasks],
+                "text_dim": int(text_dim or 0),
             }
         )
         return cls(filled)
@@ -232,26 +218,35 @@ class HyperNetwork(
             )
         return self.task_specs[self.task_index[task]]
 
-    def condition(self, task: str) -> torch.Tensor:
-        self.spec(task)
-        index = torch.tensor(self.task_index[task], device=self.conditioner.embedding.weight.device)
-        return self.conditioner(index)
-
-    def head(self, task: str) -> dict[str, torch.Tensor]:
-        """The task's classifier-head tensors, keyed by their names inside the head module."""
-        self.spec(task)
-        return {name.replace("__", "."): p for name, p in self.heads[_key(task)].items()}
+    def _as_condition(self, condition: Condition | str) -> Condition:
+        if isinstance(condition, Condition):
+            if condition.task is not None:
+                self.spec(condition.task)
+            return condition
+        self.spec(condition)
+        if self.config.head == "label_semantic" or {"description", "examples"} & set(
+            self.config.conditioning
+        ):
+            raise HyperAdaptError(
+                f"this hypernetwork is conditioned on {self.config.conditioning} with a {self.config.head} head; "
+                "build the condition with ConditionBuilder (or use Runtime.condition) instead of a task name"
+            )
+        return Condition(task=condition)
 
     def forward(
-        self, task: str
+        self, condition: Condition | str
     ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
-        """Generate a task's adapters and return them with its head.
+        """Generate the adapters for a condition and return them with the task head.
+
+        Args:
+            condition: A `Condition`, or a training task's name for a name-conditioned hypernetwork.
 
         Returns:
             ``(adapters, head)``: for each module kind ``(A, B)`` stacked over layers, and the head's
-            tensors.
+            tensors keyed by their names inside the base model's classifier.
         """
-        return self.generator(self.condition(task)), self.head(task)
+        condition = self._as_condition(condition)
+        return self.generator(self.conditioner(condition)), self.head(condition)
 
     def generator_parameters(self) -> int:
         """Parameters of the shared generator trunk and heads (independent of depth)."""

@@ -25,8 +25,10 @@ from .base_model import load_sequence_classifier, load_tokenizer
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
 from .hypernetwork import HyperNetwork
+from .conditioning import ConditionBuilder, TrainingConditions
 from .injection import AdaptedModel
 from .recipe import Recipe
+from .text_encoder import SentenceEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +170,23 @@ def train(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
     )
     set_seed(recipe.seed)
-    hypernet = HyperNetwork.build(hyper_cfg, [t.spec for t in tasks], base)
+    needs_text = hyper_cfg.head == "label_semantic" or {"description", "examples"} & set(
+        hyper_cfg.conditioning
+    )
+    encoder = SentenceEncoder(hyper_cfg.text_encoder).to(accelerator.device) if needs_text else None
+    hypernet = HyperNetwork.build(
+        hyper_cfg, [t.spec for t in tasks], base, text_dim=encoder.dim if encoder else None
+    )
+    builder = ConditionBuilder(hypernet.config, hypernet.task_names, encoder)
+    conditions = TrainingConditions(
+        builder,
+        [t.spec for t in tasks],
+        [t.splits["train"] for t in tasks],
+        hyper_cfg.condition_dropout,
+        tuple(hyper_cfg.few_shot_range),
+        recipe.seed + 100,
+    )
+    eval_conditions = {t.name: builder.build(t.spec) for t in tasks}
     adapted = AdaptedModel(base, hypernet.config).to(accelerator.device)
     logger.info(
         "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules",
@@ -200,7 +218,10 @@ def train(
     def run_eval(step: int) -> tuple[float, dict[str, dict[str, float]]]:
         unwrapped = accelerator.unwrap_model(model)
         metrics = {
-            t.name: evaluate_hypernetwork(unwrapped, adapted, tokenizer, t, **eval_kwargs) for t in tasks
+            t.name: evaluate_hypernetwork(
+                unwrapped, adapted, tokenizer, t, eval_conditions[t.name], **eval_kwargs
+            )
+            for t in tasks
         }
         score = float(np.mean([metrics[t.name][t.spec.main_metric] for t in tasks]))
         table = ", ".join(
@@ -228,7 +249,7 @@ def train(
                 }
                 labels = labels_tensor(task.spec, examples).to(accelerator.device)
                 with accelerator.autocast():
-                    adapters, head = model(task.name)
+                    adapters, head = model(conditions(index))
                     logits = adapted(adapters, head, **inputs)
                     loss = task_loss(task.spec, logits, labels)
                 if not torch.isfinite(loss):

@@ -75,7 +75,7 @@ def test_gradients_reach_only_the_hypernetwork(tiny_bert):
     grads = {name: p.grad for name, p in hypernet.named_parameters()}
     # Everything that took part in generating "topic" gets a gradient; other tasks' heads do not.
     for name, grad in grads.items():
-        if name.startswith("heads.") and not name.startswith("heads.topic."):
+        if name.startswith("head.heads.") and not name.startswith("head.heads.topic."):
             assert grad is None, name
         else:
             assert grad is not None and grad.abs().sum() > 0, name
@@ -99,7 +99,7 @@ def test_one_adapter_per_module_and_layer_with_lora_shapes(tiny_bert):
     for a, b in adapters.values():
         assert a.shape == (2, 4, 32) and b.shape == (2, 32, 4)
     assert head["weight"].shape == (3, 32) and head["bias"].shape == (3,)
-    assert hypernet.head("sim")["weight"].shape == (1, 32)
+    assert hypernet("sim")[1]["weight"].shape == (1, 32)
 
 
 def test_tasks_get_different_adapters(tiny_bert):

@@ -1,0 +1,258 @@
+"""What the generator is conditioned on: a task's name, its description, a few labelled examples.
+
+A `Condition` carries the parts that are available for one adapter. The `Conditioner` projects
+each part into the condition space and sums them, so any subset works: a seen task by name, an
+unseen task by its description, or either with k examples. A `ConditionBuilder` turns a task
+(and optionally a new description or examples) into a `Condition`, encoding texts with the
+frozen sentence encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import TaskSpec
+from .errors import HyperAdaptError
+
+CONDITION_PARTS = ("name", "description", "examples")
+
+
+@dataclass
+class Condition:
+    """The inputs that one generated adapter is conditioned on.
+
+    Args:
+        task: A task name the hypernetwork was trained on (for its name embedding and its own head).
+        description: ``[text_dim]``, the encoded task description.
+        examples: ``[text_dim]``, the mean of encoded ``"text -> label"`` examples.
+        labels: ``[num_labels, text_dim]``, encoded label names and descriptions (label-semantic head).
+    """
+
+    task: str | None = None
+    description: torch.Tensor | None = None
+    examples: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+
+def _projection(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(out_dim, out_dim)
+    )
+
+
+class Conditioner(nn.Module):
+    """Projects each available part of a `Condition` and sums them into one condition vector.
+
+    With no part at all (``conditioning: []``) the condition is a single learned vector, which makes
+    the generator an unconditioned, shared multi-task adapter.
+
+    Args:
+        parts: The parts this hypernetwork uses, a subset of ``name``, ``description``, ``examples``.
+        task_names: The task vocabulary (rows of the name embedding).
+        embedding_dim: Size of a task-name embedding.
+        text_dim: Size of the sentence encoder's embeddings.
+        condition_dim: Size of the condition.
+        dropout: Dropout inside the projections.
+    """
+
+    def __init__(
+        self,
+        parts: list[str],
+        task_names: list[str],
+        embedding_dim: int,
+        text_dim: int,
+        condition_dim: int,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.parts = list(parts)
+        self.task_index = {name: i for i, name in enumerate(task_names)}
+        if "name" in self.parts:
+            self.task_embedding = nn.Embedding(max(len(task_names), 1), embedding_dim)
+            nn.init.normal_(self.task_embedding.weight, std=1.0)
+            self.name_projection = _projection(embedding_dim, condition_dim, dropout)
+        if "description" in self.parts:
+            self.description_projection = _projection(text_dim, condition_dim, dropout)
+        if "examples" in self.parts:
+            self.examples_projection = _projection(text_dim, condition_dim, dropout)
+        self.constant = nn.Parameter(torch.zeros(condition_dim))
+        self.norm = nn.LayerNorm(condition_dim)
+
+    def forward(self, condition: Condition) -> torch.Tensor:
+        total = self.constant
+        if condition.task is not None and "name" in self.parts:
+            index = torch.tensor(self.task_index[condition.task], device=self.constant.device)
+            total = total + self.name_projection(self.task_embedding(index))
+        if condition.description is not None and "description" in self.parts:
+            total = total + self.description_projection(condition.description.to(self.constant.device))
+        if condition.examples is not None and "examples" in self.parts:
+            total = total + self.examples_projection(condition.examples.to(self.constant.device))
+        return self.norm(total)
+
+
+class ConditionBuilder:
+    """Builds the `Condition` of a task for a given hypernetwork config.
+
+    Args:
+        config: The hypernetwork's config (its ``conditioning``, ``head`` and ``text_encoder``).
+        task_names: Tasks the hypernetwork knows by name.
+        encoder: A `SentenceEncoder`; loaded from ``config.text_encoder`` when needed and not given.
+
+    Example:
+        >>> builder = ConditionBuilder(hypernet.config, hypernet.task_names)  # doctest: +SKIP
+        >>> condition = builder.build(spec, description="Is this tweet about sport?")
+    """
+
+    def __init__(self, config, task_names: list[str], encoder=None):
+        self.parts = list(config.conditioning)
+        self.label_semantic = config.head == "label_semantic"
+        self.task_names = set(task_names)
+        self.needs_text = self.label_semantic or "description" in self.parts or "examples" in self.parts
+        self._encoder = encoder
+        self._encoder_name = config.text_encoder
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from .text_encoder import SentenceEncoder
+
+            self._encoder = SentenceEncoder(self._encoder_name)
+        return self._encoder
+
+    def labels(self, spec: TaskSpec) -> torch.Tensor | None:
+        if not self.label_semantic:
+            return None
+        from .text_encoder import label_text
+
+        if spec.is_classification:
+            texts = [label_text(name, spec.label_descriptions.get(name)) for name in spec.labels]
+        else:  # a regression task scores one "label": what the task measures
+            texts = [spec.description or spec.name]
+        return self.encoder(texts)
+
+    @staticmethod
+    def example_texts(spec: TaskSpec, examples: list[dict[str, Any]]) -> list[str]:
+        from .text_encoder import example_text
+
+        texts = []
+        for ex in examples:
+            label = spec.labels[ex["label"]] if spec.is_classification else f"{float(ex['label']):.2f}"
+            texts.append(example_text(ex, spec.text_fields, label))
+        return texts
+
+    def examples(self, spec: TaskSpec, examples: list[dict[str, Any]]) -> torch.Tensor:
+        """The mean encoding of labelled examples, the few-shot part of a condition."""
+        return self.encoder(self.example_texts(spec, examples)).mean(0)
+
+    def build(
+        self,
+        spec: TaskSpec,
+        description: str | None = None,
+        examples: list[dict[str, Any]] | None = None,
+        use_name: bool = True,
+    ) -> Condition:
+        """The condition for ``spec``: by name if known, by description, and by examples if given.
+
+        Raises:
+            HyperAdaptError: when nothing the hypernetwork is conditioned on is available.
+        """
+        condition = Condition(labels=self.labels(spec))
+        if use_name and "name" in self.parts and spec.name in self.task_names:
+            condition.task = spec.name
+        text = description if description is not None else spec.description
+        if "description" in self.parts and text:
+            if not text.strip():
+                raise HyperAdaptError("the task description is empty; write what the task is")
+            condition.description = self.encoder([text])[0]
+        if "examples" in self.parts and examples:
+            condition.examples = self.examples(spec, examples)
+        has_any = (
+            condition.task is not None or condition.description is not None or condition.examples is not None
+        )
+        if self.parts and not has_any:
+            raise HyperAdaptError(
+                f"task {spec.name!r}: this hypernetwork is conditioned on {self.parts}, and none is available; "
+                "give a description (or examples), or a task it was trained on"
+            )
+        if self.label_semantic is False and spec.name not in self.task_names:
+            raise HyperAdaptError(
+                f"task {spec.name!r} is new, but this hypernetwork has one head per training task; train it "
+                "with hypernetwork.head: label_semantic to classify tasks it never saw"
+            )
+        return condition
+
+
+class TrainingConditions:
+    """Draws a training step's condition: one of the task's descriptions, k examples, part dropout.
+
+    Args:
+        builder: The `ConditionBuilder`.
+        specs: The training tasks.
+        train_examples: Their training examples (a pool for few-shot conditions is drawn from them).
+        condition_dropout: Probability of leaving out each part (at least one is kept).
+        shots: The range of k for few-shot conditions, ``(low, high)`` inclusive.
+        seed: Seeds the draws.
+    """
+
+    def __init__(
+        self,
+        builder: ConditionBuilder,
+        specs: list[TaskSpec],
+        train_examples: list[list[dict]],
+        condition_dropout: float,
+        shots: tuple[int, int],
+        seed: int,
+        pool_size: int = 64,
+    ):
+        self.builder = builder
+        self.specs = specs
+        self.dropout = condition_dropout
+        self.shots = shots
+        self.rng = np.random.default_rng(seed)
+        self.labels = [builder.labels(spec) for spec in specs]
+        self.descriptions = [self._descriptions(spec) for spec in specs]
+        self.pools = []
+        for spec, examples in zip(specs, train_examples):
+            if "examples" in builder.parts:
+                order = np.random.default_rng(seed + 7).permutation(len(examples))[:pool_size]
+                pool = [examples[i] for i in order]
+                self.pools.append(builder.encoder(builder.example_texts(spec, pool)))
+            else:
+                self.pools.append(None)
+        if "description" in builder.parts:
+            self.description_vectors = [builder.encoder(d) for d in self.descriptions]
+
+    @staticmethod
+    def _descriptions(spec: TaskSpec) -> list[str]:
+        texts = [spec.description, *spec.descriptions]
+        return [t for t in dict.fromkeys(texts) if t and t.strip()]
+
+    def __call__(self, index: int) -> Condition:
+        spec = self.specs[index]
+        parts = [p for p in self.builder.parts if p != "description" or self.descriptions[index]]
+        keep = [p for p in parts if self.rng.random() >= self.dropout]
+        if parts and not keep:
+            keep = [parts[int(self.rng.integers(len(parts)))]]
+        condition = Condition(labels=self.labels[index])
+        if "name" in keep:
+            condition.task = spec.name
+        if "description" in keep:
+            vectors = self.description_vectors[index]
+            condition.description = vectors[int(self.rng.integers(len(vectors)))]
+        if "examples" in keep:
+            pool = self.pools[index]
+            k = int(self.rng.integers(self.shots[0], self.shots[1] + 1))
+            rows = self.rng.choice(len(pool), size=min(k, len(pool)), replace=False)
+            condition.examples = pool[torch.as_tensor(rows)].mean(0)
+        return condition
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
