@@ -16,6 +16,7 @@ known key)::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 from dataclasses import asdict, dataclass, field, fields
@@ -263,10 +264,8 @@ def _coerce_numbers(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     for key, value in values.items():
         if key in float_fields and isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):  # else left as is: the config's check names it
                 out[key] = float(value)
-            except ValueError:
-                pass  # left as is: the config's own check names the field
     return out
 
 

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from .base_model import load_sequence_classifier, load_tokenizer
+from .conditioning import ConditionBuilder, TrainingConditions
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
 from .hypernetwork import HyperNetwork
-from .conditioning import ConditionBuilder, TrainingConditions
 from .injection import AdaptedModel
 from .recipe import Recipe
 from .text_encoder import SentenceEncoder
