@@ -50,15 +50,54 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .export import export_lora_adapter
-    from .runtime import load_hypernetwork
+    from .runtime import Runtime, load_hypernetwork, new_task_spec
 
+    if not args.task and not args.description:
+        raise HyperAdaptError(
+            "say which adapter to generate: --task NAME, or --description '...' --labels '...'"
+        )
+    if Path(args.out).exists() and not args.overwrite:
+        raise HyperAdaptError(
+            f"output folder {args.out} already exists; choose another --out or pass --overwrite"
+        )
     hypernet = load_hypernetwork(args.hypernetwork)
-    hypernet.spec(args.task)  # unknown task: fail before anything is loaded or written
+    if args.task and args.task in hypernet.task_index:
+        spec = hypernet.spec(args.task)
+        if args.labels:
+            raise HyperAdaptError(f"task {args.task!r} is a training task with its own labels; drop --labels")
+    elif args.description is not None:
+        if not args.labels:
+            raise HyperAdaptError("a new task needs its labels: --labels 'name: what it means; name2: ...'")
+        fields = [f.strip() for f in args.text_fields.split(",")] if args.text_fields else None
+        spec = new_task_spec(args.task or args.name or "new_task", args.description, args.labels, fields)
+    else:
+        spec = hypernet.spec(args.task)  # unknown task: the error lists the known ones
+    examples = _read_examples(args.examples, spec) if args.examples else None
+    runtime = Runtime(hypernet)
+    condition = runtime.condition(spec, description=args.description, examples=examples)
     out = export_lora_adapter(
-        hypernet, args.task, args.out, overwrite=args.overwrite, hypernetwork_ref=args.hypernetwork
+        hypernet,
+        spec,
+        args.out,
+        condition=condition,
+        overwrite=args.overwrite,
+        hypernetwork_ref=args.hypernetwork,
     )
     print(out)
     return 0
+
+
+def _read_examples(path: str, spec) -> list[dict]:
+    """Labelled examples for a few-shot condition, from a JSONL file (labels as names or indices)."""
+    from .data import normalise_examples, read_jsonl
+
+    file = Path(path)
+    if not file.is_file():
+        raise HyperAdaptError(f"--examples {path}: no such file")
+    rows = normalise_examples(spec, read_jsonl(file), "examples", str(file))
+    if not rows:
+        raise HyperAdaptError(f"--examples {path} holds no examples")
+    return rows
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -74,17 +113,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     }
     if (path / "adapter_config.json").is_file():
         metrics = _eval_adapter(path, args, common)
-    else:
-        hypernet = load_hypernetwork(args.model)
-        if not Path(args.task).is_dir():
-            hypernet.spec(args.task)  # an unknown task fails before any data is read
-        task = resolve_task(args.task, path if path.is_dir() else None)
-        spec = hypernet.spec(task.name)
-        runtime = Runtime(hypernet)
-        metrics = evaluate_hypernetwork(
-            hypernet, runtime.adapted, runtime.tokenizer, _as(task, spec), **common
-        )
-    print(json.dumps({"task": args.task, "split": args.split, **metrics}, indent=2))
+        print(json.dumps({"task": args.task, "split": args.split, **metrics}, indent=2))
+        return 0
+    hypernet = load_hypernetwork(args.model)
+    known = args.task in hypernet.task_index
+    if not known and not Path(args.task).exists():
+        from .builtin_tasks import builtin_task_names
+
+        if args.task not in builtin_task_names():
+            hypernet.spec(args.task)  # an unknown name: the error lists the known tasks
+    task = resolve_task(args.task, path if path.is_dir() else None)
+    seen = task.name in hypernet.task_index
+    spec = hypernet.spec(task.name) if seen else task.spec
+    task = _as(task, spec)
+    runtime = Runtime(hypernet)
+    examples = None
+    if args.shots:
+        import numpy as np
+
+        order = np.random.default_rng(args.seed).permutation(len(task.splits["train"]))[: args.shots]
+        examples = [task.splits["train"][i] for i in order]
+    condition = runtime.condition(spec, description=args.description, examples=examples)
+    metrics = evaluate_hypernetwork(hypernet, runtime.adapted, runtime.tokenizer, task, condition, **common)
+    mode = "seen" if seen else "zero-shot" if not examples else f"{len(examples)}-shot"
+    print(json.dumps({"task": task.name, "split": args.split, "mode": mode, **metrics}, indent=2))
     return 0
 
 
@@ -171,7 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate a task's LoRA adapter and write a standard peft folder.",
     )
     p.add_argument("hypernetwork", help="a hypernetwork folder (RUN/hypernetwork) or Hub repo id")
-    p.add_argument("--task", required=True, help="a task the hypernetwork was trained on")
+    p.add_argument("--task", help="a task the hypernetwork was trained on (or a name for a new task)")
+    p.add_argument("--description", help="what the task is, in plain words (a new task, or a new wording)")
+    p.add_argument("--labels", help="a new task's labels: 'name: what it means; name2: what it means'")
+    p.add_argument("--examples", help="a JSONL file of labelled examples for a few-shot condition")
+    p.add_argument("--name", help="the name of a new task (default: --task or new_task)")
+    p.add_argument(
+        "--text-fields", help="input fields of a new task, e.g. sentence1,sentence2 (default: sentence)"
+    )
     p.add_argument("--out", required=True, help="the adapter folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     p.set_defaults(func=_cmd_generate)
@@ -182,12 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a hypernetwork or an exported peft adapter; prints JSON metrics.",
     )
     p.add_argument("model", help="a hypernetwork folder or repo id, or an exported adapter folder")
-    p.add_argument("--task", required=True, help="task name (built-in or from the recipe) or a task folder")
+    p.add_argument(
+        "--task",
+        required=True,
+        help="a task name (built-in or from the recipe), a task folder, or a YAML file with one task entry; "
+        "a task the hypernetwork never saw is scored zero-shot (or few-shot with --shots)",
+    )
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--max-examples", type=int, default=None, help="score only the first N examples")
     p.add_argument("--base-model", help="base model of an adapter folder (default: from the folder)")
+    p.add_argument("--description", help="generate from this description instead of the task's own")
+    p.add_argument("--shots", type=int, default=0, help="condition on K labelled training examples as well")
+    p.add_argument("--seed", type=int, default=0, help="seed for drawing the --shots examples")
     p.set_defaults(func=_cmd_eval)
 
     p = verbs.add_parser(

@@ -161,6 +161,11 @@ class ConditionBuilder:
         Raises:
             HyperAdaptError: when nothing the hypernetwork is conditioned on is available.
         """
+        if self.label_semantic is False and spec.name not in self.task_names:
+            raise HyperAdaptError(
+                f"task {spec.name!r} is new, but this hypernetwork has one head per training task; train it "
+                "with hypernetwork.head: label_semantic to classify tasks it never saw"
+            )
         condition = Condition(labels=self.labels(spec))
         if use_name and "name" in self.parts and spec.name in self.task_names:
             condition.task = spec.name
@@ -178,11 +183,6 @@ class ConditionBuilder:
             raise HyperAdaptError(
                 f"task {spec.name!r}: this hypernetwork is conditioned on {self.parts}, and none is available; "
                 "give a description (or examples), or a task it was trained on"
-            )
-        if self.label_semantic is False and spec.name not in self.task_names:
-            raise HyperAdaptError(
-                f"task {spec.name!r} is new, but this hypernetwork has one head per training task; train it "
-                "with hypernetwork.head: label_semantic to classify tasks it never saw"
             )
         return condition
 

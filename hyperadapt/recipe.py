@@ -107,7 +107,8 @@ class TaskEntry:
     Exactly one of ``builtin`` (a built-in task name), ``folder`` (a task folder) or ``dataset``
     (a ``datasets.load_dataset`` path such as ``csv``, ``json`` or a Hub id) is given. For a
     ``dataset`` the spec fields (``task_type``, ``text_fields``, ``labels``, ...) are given here;
-    for the others they may override the task's own.
+    for the others they may override the task's own. ``descriptions`` adds more wordings of
+    the task's description; training draws one per step.
     """
 
     builtin: str | None = None
@@ -128,6 +129,7 @@ class TaskEntry:
     label_descriptions: dict[str, str] | None = None
     description: str | None = None
     language: str | None = None
+    descriptions: list[str] | None = None
 
     def __post_init__(self) -> None:
         given = [s for s in TASK_SOURCES if getattr(self, s)]
@@ -153,6 +155,7 @@ class TaskEntry:
             "label_descriptions",
             "description",
             "language",
+            "descriptions",
         )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 

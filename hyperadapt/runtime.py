@@ -10,7 +10,8 @@ import yaml
 from torch import nn
 
 from .base_model import load_sequence_classifier, load_tokenizer
-from .data import Task, load_task_folder
+from .conditioning import Condition, ConditionBuilder
+from .data import Task, TaskSpec, load_task_folder
 from .errors import HyperAdaptError
 from .hypernetwork import HyperNetwork
 from .injection import AdaptedModel, check_base_matches
@@ -63,6 +64,67 @@ class Runtime:
         check_base_matches(hypernet.config, base, name)
         self.adapted: nn.Module = AdaptedModel(base, hypernet.config)
         self.tokenizer = load_tokenizer(name, revision=hypernet.config.base_model_revision)
+        self.conditions = ConditionBuilder(hypernet.config, hypernet.task_names)
+
+    def condition(
+        self, spec: TaskSpec, description: str | None = None, examples: list[dict] | None = None
+    ) -> Condition:
+        """The condition for a task, seen or new (see `ConditionBuilder.build`)."""
+        return self.conditions.build(spec, description=description, examples=examples)
+
+
+def parse_labels(text: str) -> tuple[list[str], dict[str, str]]:
+    """Read ``"name: what it means; name2: what it means"`` into names and descriptions.
+
+    Example:
+        >>> parse_labels("sport: about a sport; other: about anything else")
+        (['sport', 'other'], {'sport': 'about a sport', 'other': 'about anything else'})
+    """
+    names, descriptions = [], {}
+    for item in (part.strip() for part in text.split(";")):
+        if not item:
+            continue
+        name, _, meaning = item.partition(":")
+        name, meaning = name.strip(), meaning.strip()
+        if not name:
+            raise HyperAdaptError(f"--labels: {item!r} has no label name; write 'name: what it means; ...'")
+        if name in descriptions or name in names:
+            raise HyperAdaptError(f"--labels: label {name!r} is given twice")
+        names.append(name)
+        if meaning:
+            descriptions[name] = meaning
+    if len(names) < 2:
+        raise HyperAdaptError(
+            f"--labels needs at least two labels, got {names or 'none'}; write 'name: what it means; name2: ...'"
+        )
+    return names, descriptions
+
+
+def new_task_spec(name: str, description: str, labels: str, text_fields: list[str] | None = None) -> TaskSpec:
+    """The spec of a task given only in words (zero-shot generation).
+
+    Args:
+        name: A name for the task.
+        description: What the task is, in plain language.
+        labels: ``"name: meaning; ..."``, see `parse_labels`.
+        text_fields: ``["sentence"]`` (default) or two fields for a sentence-pair task.
+    """
+    if not description or not description.strip():
+        raise HyperAdaptError("--description is empty; write in a sentence or two what the task is")
+    names, meanings = parse_labels(labels)
+    fields = text_fields or ["sentence"]
+    task_type = "sentence_pair_classification" if len(fields) == 2 else "sequence_classification"
+    try:
+        return TaskSpec(
+            name=name,
+            task_type=task_type,
+            text_fields=fields,
+            labels=names,
+            label_descriptions=meanings,
+            description=description.strip(),
+        )
+    except ValueError as err:
+        raise HyperAdaptError(str(err)) from None
 
 
 def resolve_task(name_or_path: str, hypernet_dir: str | Path | None = None) -> Task:
@@ -79,6 +141,8 @@ def resolve_task(name_or_path: str, hypernet_dir: str | Path | None = None) -> T
     path = Path(name_or_path)
     if path.is_dir():
         return load_task_folder(path)
+    if path.is_file() and path.suffix in (".yaml", ".yml", ".json"):
+        return _task_from_entry_file(path)
     if hypernet_dir is not None:
         recipe_file = Path(hypernet_dir) / "recipe.yaml"
         if recipe_file.is_file():
@@ -93,3 +157,23 @@ def resolve_task(name_or_path: str, hypernet_dir: str | Path | None = None) -> T
         f"cannot find the data of task {name_or_path!r}: it is not a task folder, not a built-in task "
         f"({', '.join(builtin_task_names())}) and not in the hypernetwork's recipe"
     )
+
+
+def _task_from_entry_file(path: Path) -> Task:
+    """A task described by one recipe-style task entry in a YAML or JSON file."""
+    from dataclasses import fields
+
+    from .recipe import TaskEntry, _check_keys
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise HyperAdaptError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise HyperAdaptError(f"{path} must hold one task entry (a mapping such as {{folder: ...}})")
+    _check_keys(path.name, data, [f.name for f in fields(TaskEntry)])
+    try:
+        entry = TaskEntry(**data)
+    except ValueError as err:
+        raise HyperAdaptError(f"{path}: {err}") from None
+    return entry.load(path.resolve().parent)

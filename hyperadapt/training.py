@@ -302,6 +302,7 @@ def train(
                     hypernet,
                     t.name,
                     out / "adapters" / t.name,
+                    condition=eval_conditions[t.name],
                     metrics=best_metrics.get(t.name),
                     hypernetwork_ref=str(hypernet_dir),
                 )

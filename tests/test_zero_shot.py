@@ -1,0 +1,142 @@
+"""Adapters for tasks the hypernetwork never saw: from descriptions, label names and examples."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hyperadapt.cli import main
+from hyperadapt.errors import HyperAdaptError
+from hyperadapt.runtime import Runtime, load_hypernetwork, new_task_spec, parse_labels
+
+from .conftest import tiny_recipe, write_task
+
+NEW_LABELS = "negative: the text speaks badly of it; positive: the text speaks well of it"
+
+
+@pytest.fixture(scope="session")
+def described_run(tiny_bert, task_dirs, tmp_path_factory):
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    out = tmp_path_factory.mktemp("described") / "out"
+    data = tiny_recipe(tiny_bert, task_dirs, out, steps=6)
+    data["hypernetwork"].update(
+        conditioning=["name", "description", "examples"],
+        head="label_semantic",
+        text_encoder=tiny_bert,
+        condition_dropout=0.3,
+        few_shot_range=[2, 4],
+    )
+    data["tasks"][0]["descriptions"] = ["Is the review positive?", "Tell good reviews from bad ones."]
+    return train(parse_recipe(data), show_progress=False)
+
+
+def test_generate_from_a_description_writes_a_peft_adapter_that_matches(described_run, tmp_path):
+    hypernet_dir = str(described_run.hypernetwork_dir)
+    out = tmp_path / "new"
+    code = main(
+        [
+            "generate",
+            hypernet_dir,
+            "--description",
+            "Decide if a product review is happy.",
+            "--labels",
+            NEW_LABELS,
+            "--name",
+            "reviews",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    info = json.loads((out / "hyperadapt_task.json").read_text())
+    assert info["task"]["labels"] == ["negative", "positive"]
+    assert "description" in info["generated_from"]
+
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    hypernet = load_hypernetwork(hypernet_dir)
+    runtime = Runtime(hypernet)
+    spec = new_task_spec("reviews", "Decide if a product review is happy.", NEW_LABELS)
+    inputs = dict(runtime.tokenizer(["the film was good", "bad and dull"], return_tensors="pt", padding=True))
+    with torch.no_grad():
+        expected = runtime.adapted(*hypernet(runtime.condition(spec)), **inputs)
+        base = AutoModelForSequenceClassification.from_pretrained(hypernet.config.base_model, num_labels=2)
+        got = PeftModel.from_pretrained(base, str(out)).eval()(**inputs).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_descriptions_and_examples_change_the_adapter(described_run):
+    hypernet = load_hypernetwork(described_run.hypernetwork_dir)
+    runtime = Runtime(hypernet)
+    spec = new_task_spec("t", "Decide if a review is positive.", NEW_LABELS)
+    first = hypernet(runtime.condition(spec))[0]["attention.self.query"][0]
+    other = hypernet(runtime.condition(spec, description="Which city is this question about?"))[0]
+    examples = [{"sentence": "good film", "label": 1}, {"sentence": "bad film", "label": 0}]
+    shots = hypernet(runtime.condition(spec, examples=examples))[0]
+    assert not torch.allclose(first, other["attention.self.query"][0])
+    assert not torch.allclose(first, shots["attention.self.query"][0])
+
+
+def test_eval_scores_an_unseen_task_folder_zero_and_few_shot(described_run, tmp_path, capsys):
+    folder = write_task(tmp_path / "unseen", "unseen", seed=5)
+    hypernet_dir = str(described_run.hypernetwork_dir)
+    assert main(["eval", hypernet_dir, "--task", str(folder)]) == 0
+    zero = json.loads(capsys.readouterr().out)
+    assert zero["mode"] == "zero-shot" and zero["n"] == 20 and 0.0 <= zero["accuracy"] <= 1.0
+    assert main(["eval", hypernet_dir, "--task", str(folder), "--shots", "4"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "4-shot"
+
+
+def test_a_task_head_hypernetwork_refuses_new_tasks(trained_run, tmp_path, capsys):
+    code = main(
+        [
+            "generate",
+            str(trained_run.hypernetwork_dir),
+            "--description",
+            "Is it about sport?",
+            "--labels",
+            "yes: about sport; no: about anything else",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "label_semantic" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ("positive: good", "at least two labels"),
+        ("a: x; a: y", "given twice"),
+        (": nameless; b: y", "no label name"),
+    ],
+)
+def test_bad_label_lists_are_clear_errors(labels, message):
+    with pytest.raises(HyperAdaptError, match=message):
+        parse_labels(labels)
+
+
+def test_an_empty_description_is_a_clear_error(described_run, tmp_path, capsys):
+    code = main(
+        [
+            "generate",
+            str(described_run.hypernetwork_dir),
+            "--description",
+            "  ",
+            "--labels",
+            NEW_LABELS,
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
+    assert code == 2
+    assert "description is empty" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
