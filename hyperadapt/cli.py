@@ -1,4 +1,4 @@
-"""The ``hyperadapt`` command line: train, generate, eval, tasks."""
+"""The ``hyperadapt`` command line: train, generate, eval, tasks, push."""
 
 from __future__ import annotations
 
@@ -36,12 +36,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe, output_dir=args.output_dir, overwrite=args.overwrite, show_progress=not args.no_progress
     )
     print(f"\nbest validation (step {result.best_step}, {result.seconds:.0f} s):")
-    print(f"{'task':<28} {'metric':<10} {'value':>7} {'majority':>9}")
+    print(f"{'task':<40} {'metric':<10} {'value':>7} {'majority':>9}")
     for name, metrics in result.metrics.items():
         main = "accuracy" if "accuracy" in metrics else "pearson"
         baseline = result.baselines.get(name)
         base_text = f"{baseline:9.3f}" if baseline is not None else f"{'-':>9}"
-        print(f"{name:<28} {main:<10} {metrics[main]:7.3f} {base_text}")
+        label = f"{name} (zero-shot)" if metrics.get("zero_shot") else name
+        print(f"{label:<40} {main:<10} {metrics[main]:7.3f} {base_text}")
     print(f"\nhypernetwork: {result.hypernetwork_dir}")
     for name, path in result.adapter_dirs.items():
         print(f"adapter {name}: {path}")
@@ -50,6 +51,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .export import export_lora_adapter
+    from .hub import known_metrics, push_adapter
     from .runtime import Runtime, load_hypernetwork, new_task_spec
 
     if not args.task and not args.description:
@@ -60,7 +62,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise HyperAdaptError(
             f"output folder {args.out} already exists; choose another --out or pass --overwrite"
         )
-    hypernet = load_hypernetwork(args.hypernetwork)
+    hypernet = load_hypernetwork(args.hypernetwork, revision=args.revision)
     if args.task and args.task in hypernet.task_index:
         spec = hypernet.spec(args.task)
         if args.labels:
@@ -81,9 +83,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         args.out,
         condition=condition,
         overwrite=args.overwrite,
-        hypernetwork_ref=args.hypernetwork,
+        metrics=known_metrics(hypernet, spec.name) if spec.name in hypernet.task_index else None,
+        hypernetwork_ref=args.hypernetwork + (f"@{args.revision}" if args.revision else ""),
     )
     print(out)
+    if args.push_to_hub:
+        print(push_adapter(out, args.push_to_hub, private=args.private or None))
     return 0
 
 
@@ -115,14 +120,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         metrics = _eval_adapter(path, args, common)
         print(json.dumps({"task": args.task, "split": args.split, **metrics}, indent=2))
         return 0
-    hypernet = load_hypernetwork(args.model)
+    hypernet = load_hypernetwork(args.model, revision=args.revision)
     known = args.task in hypernet.task_index
     if not known and not Path(args.task).exists():
         from .builtin_tasks import builtin_task_names
 
         if args.task not in builtin_task_names():
             hypernet.spec(args.task)  # an unknown name: the error lists the known tasks
-    task = resolve_task(args.task, path if path.is_dir() else None)
+    task = resolve_task(args.task, path if path.is_dir() else getattr(hypernet, "source_dir", None))
     seen = task.name in hypernet.task_index
     spec = hypernet.spec(task.name) if seen else task.spec
     task = _as(task, spec)
@@ -175,6 +180,20 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     tokenizer = load_tokenizer(base_name)
     with torch.no_grad():
         return evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_folder
+
+    url = push_folder(
+        args.folder,
+        args.repo_id,
+        private=args.private or None,
+        revision=args.revision,
+        commit_message=args.commit_message,
+    )
+    print(url)
+    return 0
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
@@ -233,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="the adapter folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    p.add_argument("--revision", help="branch, tag or commit of a hypernetwork on the Hub")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the adapter to this Hub repo")
+    p.add_argument("--private", action="store_true", help="create the --push-to-hub repo private")
     p.set_defaults(func=_cmd_generate)
 
     p = verbs.add_parser(
@@ -255,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", help="generate from this description instead of the task's own")
     p.add_argument("--shots", type=int, default=0, help="condition on K labelled training examples as well")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing the --shots examples")
+    p.add_argument("--revision", help="branch, tag or commit of a hypernetwork on the Hub")
     p.set_defaults(func=_cmd_eval)
 
     p = verbs.add_parser(
@@ -263,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the built-in tasks (corpora shipped in PyPI packages).",
     )
     p.set_defaults(func=_cmd_tasks)
+
+    p = verbs.add_parser(
+        "push",
+        help="push a hypernetwork (or an exported adapter) to the Hub",
+        description="Push a saved hypernetwork folder, with its model card, or an exported peft adapter "
+        "folder to a Hub repository (created if needed). Uses your Hub login or HF_TOKEN.",
+    )
+    p.add_argument("folder", help="a hypernetwork folder (RUN/hypernetwork) or an exported adapter folder")
+    p.add_argument("repo_id", help="the Hub repository, namespace/name")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument(
+        "--revision", "--branch", dest="revision", help="the branch to push to (created if missing)"
+    )
+    p.add_argument("--commit-message", help="the commit's summary")
+    p.set_defaults(func=_cmd_push)
     return parser
 
 

@@ -31,6 +31,10 @@ class HyperNetConfig:
     target_modules: list[str] | None = _help(
         "Module names (last name component) that get LoRA adapters; None finds them from the model.",
     )
+    adapter: str = _help(
+        "'lora': generate LoRA adapters; 'none': no adapter, the task heads alone are trained (a baseline).",
+        "lora",
+    )
     lora_rank: int = _help("Rank r of every generated LoRA adapter.", 8)
     lora_alpha: float = _help("LoRA alpha; the update is scaled by alpha / r.", 16.0)
     conditioning: list[str] = _help(
@@ -123,6 +127,8 @@ class HyperNetConfig:
             )
         if len(set(self.conditioning)) != len(self.conditioning):
             raise ValueError(f"conditioning lists a part twice: {self.conditioning!r}")
+        if self.adapter not in ("lora", "none"):
+            raise ValueError(f"adapter must be 'lora' or 'none', got {self.adapter!r}")
         if self.head not in ("task", "label_semantic"):
             raise ValueError(f"head must be 'task' or 'label_semantic', got {self.head!r}")
         if not 0.0 <= self.condition_dropout < 1.0:

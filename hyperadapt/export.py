@@ -22,7 +22,7 @@ from .conditioning import Condition
 from .data import TaskSpec
 from .errors import HyperAdaptError
 from .hypernetwork import HyperNetwork
-from .injection import ADAPTER_NAME, lora_config, lora_slots
+from .injection import ADAPTER_NAME, check_base_matches, lora_config, lora_slots
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,11 @@ def export_lora_adapter(
     base = load_sequence_classifier(
         cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision
     )
+    check_base_matches(cfg, base, cfg.base_model)
     peft_model = get_peft_model(base, lora_config(cfg, task_type="SEQ_CLS", modules_to_save=[cfg.head_name]))
     for kind, entries in lora_slots(peft_model).items():
+        if kind not in adapters:  # adapter "none": peft starts B at zero, so the update is zero
+            continue
         a, b = adapters[kind]
         for i, (_, _, module) in enumerate(entries):
             module.lora_A[ADAPTER_NAME].weight.copy_(a[i])

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from .conditioning import Condition, Conditioner
@@ -23,6 +22,7 @@ from .config import HyperNetConfig
 from .data import TaskSpec
 from .errors import HyperAdaptError
 from .heads import LabelSemanticHead, TaskHeads
+from .hub import HyperNetworkHubMixin
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class ComponentGenerator(nn.Module):
 
 class HyperNetwork(
     nn.Module,
-    PyTorchModelHubMixin,
+    HyperNetworkHubMixin,
     library_name="hyperadapt",
     tags=["hyperadapt", "hypernetwork", "lora"],
 ):
@@ -169,7 +169,8 @@ class HyperNetwork(
             config.condition_dim,
             config.dropout,
         )
-        self.generator = ComponentGenerator(config)
+        # adapter "none" trains the head alone on the frozen base: the no-adapter baseline.
+        self.generator = ComponentGenerator(config) if config.adapter == "lora" else None
         if config.head == "label_semantic":
             self.head = LabelSemanticHead(config.head_shapes, config.text_dim)
         else:
@@ -246,10 +247,14 @@ class HyperNetwork(
             tensors keyed by their names inside the base model's classifier.
         """
         condition = self._as_condition(condition)
+        if self.generator is None:
+            return {}, self.head(condition)
         return self.generator(self.conditioner(condition)), self.head(condition)
 
     def generator_parameters(self) -> int:
         """Parameters of the shared generator trunk and heads (independent of depth)."""
+        if self.generator is None:
+            return 0
         shared = [self.generator.trunk, self.generator.a_heads, self.generator.b_heads]
         return sum(p.numel() for m in shared for p in m.parameters())
 

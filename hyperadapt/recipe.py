@@ -223,25 +223,50 @@ class Recipe:
     hypernetwork: HyperNetConfig
     training: TrainingConfig
     tasks: list[TaskEntry]
+    held_out: list[TaskEntry] = field(default_factory=list)
     seed: int = 0
     output_dir: str = "runs/hyperadapt"
     export_adapters: bool = True
     source: str | None = None
 
+    @property
+    def base_dir(self) -> Path | None:
+        return Path(self.source).resolve().parent if self.source else None
+
+    def _entry_dict(self, entry: TaskEntry) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(entry).items() if v is not None}
+        if entry.folder and self.base_dir is not None and not Path(entry.folder).exists():
+            data["folder"] = str((self.base_dir / entry.folder).resolve())  # stays valid beside the checkpoint
+        return data
+
     def to_dict(self) -> dict[str, Any]:
         hyper = {k: v for k, v in self.hypernetwork.to_dict().items() if k in HyperNetConfig.recipe_fields()}
-        return {
+        data = {
             "seed": self.seed,
             "output_dir": self.output_dir,
             "export_adapters": self.export_adapters,
             "hypernetwork": hyper,
             "training": asdict(self.training),
-            "tasks": [{k: v for k, v in asdict(t).items() if v is not None} for t in self.tasks],
+            "tasks": [self._entry_dict(t) for t in self.tasks],
         }
+        if self.held_out:
+            data["held_out"] = [self._entry_dict(t) for t in self.held_out]
+        return data
 
     def load_tasks(self) -> list[Task]:
-        base_dir = Path(self.source).resolve().parent if self.source else None
-        tasks = [entry.load(base_dir) for entry in self.tasks]
+        return self._load(self.tasks)
+
+    def load_held_out(self) -> list[Task]:
+        """The tasks scored zero-shot (never trained on), from the recipe's ``held_out`` list."""
+        held = self._load(self.held_out)
+        trained = {e.label for e in self.tasks}
+        overlap = sorted(t.name for t in held if t.name in trained)
+        if overlap:
+            raise HyperAdaptError(f"recipe: {overlap} are both training tasks and held_out; drop one")
+        return held
+
+    def _load(self, entries: list[TaskEntry]) -> list[Task]:
+        tasks = [entry.load(self.base_dir) for entry in entries]
         names = [t.name for t in tasks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -249,7 +274,7 @@ class Recipe:
         return tasks
 
 
-_TOP_KEYS = ("seed", "output_dir", "export_adapters", "hypernetwork", "training", "tasks")
+_TOP_KEYS = ("seed", "output_dir", "export_adapters", "hypernetwork", "training", "tasks", "held_out")
 
 
 def _check_keys(section: str, given: dict[str, Any], known: list[str]) -> None:
@@ -311,6 +336,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def _parse_entries(section: str, entries: Any, required: bool) -> list[TaskEntry]:
+    if entries is None and not required:
+        return []
+    if not entries or not isinstance(entries, list):
+        raise HyperAdaptError(f"recipe: {section} must be a non-empty list of task entries")
+    task_keys = [f.name for f in fields(TaskEntry)]
+    parsed = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {"builtin": entry}
+        if not isinstance(entry, dict):
+            raise HyperAdaptError(f"recipe: {section}[{i}] must be a mapping or a built-in task name")
+        _check_keys(f"{section}[{i}]", entry, task_keys)
+        try:
+            parsed.append(TaskEntry(**entry))
+        except ValueError as err:
+            raise HyperAdaptError(f"recipe: {section}[{i}]: {err}") from None
+    return parsed
+
+
 def parse_recipe(data: Any, source: str | None = None) -> Recipe:
     """Check raw recipe data and build a `Recipe`; every problem is a `HyperAdaptError`."""
     if not isinstance(data, dict):
@@ -320,26 +365,14 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
     _check_keys("hypernetwork", hyper, HyperNetConfig.recipe_fields())
     training = _section(data, "training")
     _check_keys("training", training, [f.name for f in fields(TrainingConfig)])
-    entries = data.get("tasks")
-    if not entries or not isinstance(entries, list):
-        raise HyperAdaptError("recipe: tasks must be a non-empty list of task entries")
-    task_keys = [f.name for f in fields(TaskEntry)]
-    tasks = []
-    for i, entry in enumerate(entries):
-        if isinstance(entry, str):
-            entry = {"builtin": entry}
-        if not isinstance(entry, dict):
-            raise HyperAdaptError(f"recipe: tasks[{i}] must be a mapping or a built-in task name")
-        _check_keys(f"tasks[{i}]", entry, task_keys)
-        try:
-            tasks.append(TaskEntry(**entry))
-        except ValueError as err:
-            raise HyperAdaptError(f"recipe: tasks[{i}]: {err}") from None
+    tasks = _parse_entries("tasks", data.get("tasks"), required=True)
+    held_out = _parse_entries("held_out", data.get("held_out"), required=False)
     try:
         recipe = Recipe(
             hypernetwork=HyperNetConfig(**_coerce_numbers(HyperNetConfig, hyper)),
             training=TrainingConfig(**_coerce_numbers(TrainingConfig, training)),
             tasks=tasks,
+            held_out=held_out,
             seed=int(data.get("seed", 0)),
             output_dir=str(data.get("output_dir", "runs/hyperadapt")),
             export_adapters=bool(data.get("export_adapters", True)),
@@ -347,6 +380,10 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
         )
     except (TypeError, ValueError) as err:
         raise HyperAdaptError(f"recipe: {err}") from None
+    if recipe.held_out and recipe.hypernetwork.head != "label_semantic":
+        raise HyperAdaptError(
+            "recipe: held_out tasks are scored zero-shot, which needs hypernetwork.head: label_semantic"
+        )
     return recipe
 
 

@@ -160,6 +160,7 @@ def train(
     if out.exists() and any(out.iterdir()) and not overwrite:
         prepare_output_dir(out, overwrite)
     tasks = recipe.load_tasks()
+    held_out = recipe.load_held_out()
     hyper_cfg = recipe.hypernetwork
     base = load_sequence_classifier(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
@@ -187,6 +188,9 @@ def train(
         recipe.seed + 100,
     )
     eval_conditions = {t.name: builder.build(t.spec) for t in tasks}
+    # Held-out tasks are generated from their description and labels alone (zero-shot); they are
+    # reported, never used to pick the checkpoint.
+    eval_conditions.update({t.name: builder.build(t.spec) for t in held_out})
     adapted = AdaptedModel(base, hypernet.config).to(accelerator.device)
     logger.info(
         "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules",
@@ -207,7 +211,7 @@ def train(
     streams = [
         TaskBatches(t.splits["train"], cfg.batch_size, recipe.seed + 1 + i) for i, t in enumerate(tasks)
     ]
-    baselines = {t.name: t.majority_baseline() for t in tasks}
+    baselines = {t.name: t.majority_baseline() for t in [*tasks, *held_out]}
     eval_kwargs = {
         "batch_size": cfg.eval_batch_size,
         "max_length": cfg.max_length,
@@ -228,6 +232,20 @@ def train(
             f"{t.name} {t.spec.main_metric}={metrics[t.name][t.spec.main_metric]:.3f}" for t in tasks
         )
         logger.info("step %d validation: %s (mean %.3f)", step, table, score)
+        for t in held_out:
+            metrics[t.name] = evaluate_hypernetwork(
+                unwrapped, adapted, tokenizer, t, eval_conditions[t.name], **eval_kwargs
+            )
+            metrics[t.name]["zero_shot"] = True
+        if held_out:
+            logger.info(
+                "step %d zero-shot on held-out tasks: %s",
+                step,
+                ", ".join(
+                    f"{t.name} {t.spec.main_metric}={metrics[t.name][t.spec.main_metric]:.3f}"
+                    for t in held_out
+                ),
+            )
         return score, metrics
 
     best_score, best_metrics, best_step, best_state = -math.inf, {}, 0, None

@@ -140,3 +140,28 @@ def test_an_empty_description_is_a_clear_error(described_run, tmp_path, capsys):
     assert code == 2
     assert "description is empty" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_held_out_tasks_are_scored_zero_shot_during_training(tiny_bert, task_dirs, tmp_path):
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    data = tiny_recipe(
+        tiny_bert, {"single": task_dirs["single"], "pair": task_dirs["pair"]}, tmp_path / "o", steps=4
+    )
+    data["hypernetwork"].update(conditioning=["description"], head="label_semantic", text_encoder=tiny_bert)
+    data["held_out"] = [{"folder": str(write_task(tmp_path / "held", "held", seed=9))}]
+    result = train(parse_recipe(data), show_progress=False)
+    assert result.metrics["held"]["zero_shot"] is True
+    assert "held" not in result.adapter_dirs
+    summary = json.loads((result.output_dir / "metrics.json").read_text())
+    assert summary["validation"]["held"]["n"] == 20
+
+
+def test_held_out_needs_a_label_semantic_head(tiny_bert, task_dirs, tmp_path):
+    from hyperadapt.recipe import parse_recipe
+
+    data = tiny_recipe(tiny_bert, task_dirs, tmp_path / "o")
+    data["held_out"] = [{"folder": task_dirs["single"]}]
+    with pytest.raises(HyperAdaptError, match="label_semantic"):
+        parse_recipe(data)
