@@ -1,0 +1,1 @@
+"""Benchmarks of hyperadapt; run with ``python -m bench COMMAND`` from the repository root."""

@@ -1,0 +1,44 @@
+"""What every benchmark records with its figures: the machine and library versions, and the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+
+def environment() -> dict:
+    versions = {}
+    for name in ("hyperadapt", "torch", "transformers", "peft", "accelerate", "datasets", "evaluate"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    import torch
+
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def write_report(out_dir: Path, results: dict, markdown: str) -> None:
+    """Write ``results.json`` and ``report.md`` (each through a temporary file) and print the table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("results.json", json.dumps(results, indent=2, default=str)), ("report.md", markdown)):
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, out_dir / name)
+    print(markdown)
+    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'report.md'}")
