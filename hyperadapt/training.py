@@ -309,9 +309,13 @@ def train(
         hypernet.to("cpu")
         import yaml
 
-        save_atomically(
-            hypernet, hypernet_dir, {"recipe.yaml": yaml.safe_dump(recipe.to_dict(), sort_keys=False)}
+        from .hub import hypernetwork_card
+
+        recipe_text = yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+        card = hypernetwork_card(
+            hypernet, best_metrics, recipe_text, baselines=baselines, best_step=best_step
         )
+        save_atomically(hypernet, hypernet_dir, {"recipe.yaml": recipe_text, "README.md": card.content})
         if recipe.export_adapters:
             from .export import export_lora_adapter
 
