@@ -112,13 +112,14 @@ def run(args) -> dict:
                 max_length=base_recipe.training.max_length,
             )
             upper[task.name] = {
-                "zero_shot": evaluate_peft(
+                "trained_on_task": evaluate_peft(
                     model, tokenizer, task, "test", args.max_eval, base_recipe.training.max_length
                 )[task.spec.main_metric]
             }
         results["runs"].append(run_result)
         print(json.dumps(run_result, indent=1))
     results["summary"] = _summarise(results["runs"], held_tasks)
+    results["majority_baseline"] = {t.name: t.majority_baseline("test") for t in held_tasks}
     results["environment"] = environment()
     return results
 
@@ -165,7 +166,7 @@ def _summarise(runs: list[dict], held_tasks) -> dict:
 
 def markdown(results: dict) -> str:
     summary = results["summary"]
-    tasks = [k for k in next(iter(summary.values()))["zero_shot"] if k != "_average"]
+    tasks = [k for k in summary["hyperadapt"]["zero_shot"] if k != "_average"]
     lines = [
         "| variant | condition | " + " | ".join(tasks) + " | average |",
         "| --- | --- | " + " | ".join("---" for _ in tasks) + " | --- |",
@@ -179,6 +180,10 @@ def markdown(results: dict) -> str:
                 + " | ".join(cells)
                 + f" | {avg['mean']:.3f} ± {avg['std']:.3f} |"
             )
+    majority = results.get("majority_baseline", {})
+    if majority:
+        cells = [f"{majority[t]:.3f}" if majority.get(t) is not None else "-" for t in tasks]
+        lines.append("| majority class | - | " + " | ".join(cells) + " | - |")
     seeds = results["settings"]["seeds"]
     latency = [r["latency_ms"].get("from_description_median") for r in results["runs"]]
     lines += [
