@@ -165,3 +165,19 @@ def test_held_out_needs_a_label_semantic_head(tiny_bert, task_dirs, tmp_path):
     data["held_out"] = [{"folder": task_dirs["single"]}]
     with pytest.raises(HyperAdaptError, match="label_semantic"):
         parse_recipe(data)
+
+
+def test_eval_takes_a_dataset_spec_the_hypernetwork_never_saw(described_run, tmp_path, capsys):
+    rows = ["text,stars"] + [
+        f"review {i} was {'good and great' if i % 2 else 'bad and dull'},{i % 2}" for i in range(30)
+    ]
+    (tmp_path / "reviews.csv").write_text("\n".join(rows) + "\n")
+    entry = tmp_path / "reviews.yaml"
+    entry.write_text(
+        "name: csv_reviews\ndataset: csv\ndata_files: {train: reviews.csv}\nvalidation_fraction: 0.3\n"
+        "columns: {text: sentence, stars: label}\ntask_type: sequence_classification\n"
+        "text_fields: [sentence]\nlabels: [negative, positive]\ndescription: Is the review positive?\n"
+    )
+    assert main(["eval", str(described_run.hypernetwork_dir), "--task", str(entry)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["task"] == "csv_reviews" and printed["mode"] == "zero-shot" and printed["n"] > 0
