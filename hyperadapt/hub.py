@@ -127,6 +127,10 @@ def hub_errors(ref: str, revision: str | None = None, action: str = "download") 
         name = _filename_of(err)
         raise HyperAdaptError(f"{where} has no file {name}") from None
     except OfflineModeIsEnabled:
+        if action == "push":
+            raise HyperAdaptError(
+                f"cannot push to {where}: HF_HUB_OFFLINE is set; unset it to reach the Hub"
+            ) from None
         raise HyperAdaptError(
             f"cannot {action} {where}: HF_HUB_OFFLINE is set and the files are not in the local cache"
         ) from None
@@ -397,7 +401,7 @@ class HyperNetworkHubMixin(PyTorchModelHubMixin):
         revision: str | None = None,
         branch: str | None = None,
         commit_message: str | None = None,
-        token: str | None = None,
+        token: str | bool | None = None,
         metrics: dict[str, dict[str, float]] | None = None,
         recipe: Any = None,
         **unused: Any,
@@ -463,7 +467,9 @@ def hypernetwork_manifest(hypernet: HyperNetwork) -> dict[str, Any]:
 
 
 def adapter_parameters(cfg) -> int:
-    """LoRA parameters of one generated adapter (without the task head)."""
+    """LoRA parameters of one generated adapter (without the task head); 0 for ``adapter: none``."""
+    if getattr(cfg, "adapter", "lora") != "lora":
+        return 0
     return sum(
         len(cfg.module_layers.get(kind, [])) * cfg.lora_rank * (in_f + out_f)
         for kind, (in_f, out_f) in cfg.module_shapes.items()
@@ -667,7 +673,7 @@ def _upload(
     private: bool | None,
     revision: str | None,
     commit_message: str,
-    token: str | None,
+    token: str | bool | None,
 ) -> str:
     from huggingface_hub import HfApi
 
@@ -690,7 +696,7 @@ def push_hypernetwork(
     private: bool | None = None,
     revision: str | None = None,
     commit_message: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
     metrics: dict[str, dict[str, float]] | None = None,
     recipe: Any = None,
 ) -> str:
@@ -738,7 +744,7 @@ def push_adapter(
     private: bool | None = None,
     revision: str | None = None,
     commit_message: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
 ) -> str:
     """Push an exported adapter folder as an ordinary peft repository; returns the commit URL.
 

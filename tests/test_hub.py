@@ -150,6 +150,17 @@ def session(hub, trained_run, tmp_path_factory):
                 "push_branch",
                 PERTURB + f"result = perturbed({hyper_dir!r}).push_to_hub({HYPER!r}, revision='exp')",
             ),
+            py(
+                "push_without_token",
+                f"""
+from hyperadapt.errors import HyperAdaptError
+from hyperadapt.hub import push_folder
+try:
+    result = push_folder({hyper_dir!r}, "tester/anonymous", token=False)
+except HyperAdaptError as err:
+    result = str(err)
+""",
+            ),
         ],
         _env(hub, work / "pusher"),
         work,
@@ -327,6 +338,13 @@ def test_push_creates_the_repository_with_config_weights_vocabularies_and_card(s
     assert manifest["base_model"]["id"] == _base_path(trained_run)
     assert "revision" in manifest["base_model"]
     assert hub.unhandled == []
+
+
+def test_push_without_a_token_is_a_clear_error(session, hub):
+    record = session["pushed"]["push_without_token"]
+    _ok(record)
+    assert record["value"].startswith("the Hub refused to push tester/anonymous (401 unauthorized")
+    assert "hf auth login" in record["value"] and "tester/anonymous" not in hub.repos
 
 
 def test_pushed_card_lists_tasks_metrics_recipe_and_usage(session, hub, trained_run):
