@@ -116,7 +116,7 @@ def export_lora_adapter(
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("wrote the %s adapter to %s", task, out)
+    logger.info("wrote the %s adapter to %s", spec.name, out)
     return out
 
 
