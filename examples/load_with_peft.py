@@ -13,12 +13,17 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+# The base checkpoint has no classifier weights, so transformers reports them as newly initialised;
+# the adapter folder brings the trained head, which peft loads next.
+hf_logging.set_verbosity_error()
 
 folder = Path(sys.argv[1])
 sentences = sys.argv[2:] or [
     "a warm, funny and beautifully acted film.",
     "a tedious mess that never finds its footing.",
-    "Who wrote the novel Moby Dick?",
+    "the story follows two brothers who inherit a farm in 1920s Iowa.",
 ]
 info = json.loads((folder / "hyperadapt_task.json").read_text())  # label names, written beside the adapter
 base = info["base_model"]

@@ -92,6 +92,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_task_path(task: str) -> None:
+    if ("/" in task or task.endswith((".yaml", ".yml", ".json"))) and not Path(task).exists():
+        raise HyperAdaptError(f"--task {task}: no such task folder or file")
+
+
 def _read_examples(path: str, spec) -> list[dict]:
     """Labelled examples for a few-shot condition, from a JSONL file (labels as names or indices)."""
     from .data import normalise_examples, read_jsonl
@@ -116,6 +121,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "max_length": args.max_length,
         "max_examples": args.max_examples,
     }
+    _check_task_path(args.task)
     if (path / "adapter_config.json").is_file():
         metrics = _eval_adapter(path, args, common)
         print(json.dumps({"task": args.task, "split": args.split, **metrics}, indent=2))
@@ -146,15 +152,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _as(task, spec):
-    """Score under the hypernetwork's name for the task, with its labels checked."""
-    from .data import Task
+    """The data of ``task`` expressed under the model's own spec of it (fields, label order)."""
+    from .data import align_task
 
-    if task.spec.num_outputs != spec.num_outputs:
-        raise HyperAdaptError(
-            f"task data {task.name!r} has {task.spec.num_outputs} labels but the hypernetwork's task "
-            f"{spec.name!r} has {spec.num_outputs}"
-        )
-    return Task(spec, task.splits)
+    return align_task(task, spec)
 
 
 def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
@@ -172,6 +173,10 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     if not base_name:
         base_name = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
     task = resolve_task(args.task)
+    if info.get("task"):
+        from .data import TaskSpec
+
+        task = _as(task, TaskSpec.from_dict(info["task"]))
     base = load_sequence_classifier(base_name, num_labels=task.spec.num_outputs)
     try:
         model = PeftModel.from_pretrained(base, str(path)).eval()
@@ -199,6 +204,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 def _cmd_tasks(args: argparse.Namespace) -> int:
     from .builtin_tasks import builtin_task_names, load_builtin_task
 
+    logging.getLogger("hyperadapt.builtin_tasks").setLevel(logging.WARNING)  # the table says it all
     print(f"{'task':<18} {'type':<30} {'lang':<5} {'labels':>6} {'train':>6} {'valid':>6} {'test':>6}")
     for name in builtin_task_names():
         task = load_builtin_task(name)
@@ -210,12 +216,22 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hyperadapt")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperadapt",
         description="Train a hypernetwork that generates LoRA adapters, and export what it generates.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = verbs.add_parser(
@@ -259,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "eval",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="score a hypernetwork or an exported adapter on a task",
         description="Score a hypernetwork or an exported peft adapter; prints JSON metrics.",
     )
@@ -270,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a task the hypernetwork never saw is scored zero-shot (or few-shot with --shots)",
     )
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
+    p.add_argument("--max-length", type=int, default=128, help="tokens per input; longer ones are truncated")
     p.add_argument("--max-examples", type=int, default=None, help="score only the first N examples")
     p.add_argument("--base-model", help="base model of an adapter folder (default: from the folder)")
     p.add_argument("--description", help="generate from this description instead of the task's own")

@@ -386,3 +386,43 @@ def load_dataset_task(
     if validation_fraction and not splits.get("validation"):
         task = carve_validation(task, validation_fraction)
     return _check_not_empty(task, source)
+
+
+def align_task(task: Task, spec: TaskSpec) -> Task:
+    """Re-express a task's examples under another spec of the same task (a model's own).
+
+    Text fields are renamed in order and class indices remapped by label name, so data whose
+    folder lists labels in another order still scores correctly.
+
+    Raises:
+        HyperAdaptError: when the two cannot be the same task (other type, other label names, other
+            number of inputs).
+    """
+    ours = task.spec
+    if ours.is_classification != spec.is_classification:
+        raise HyperAdaptError(
+            f"task {ours.name!r}: the data is {ours.task_type} but the model's task {spec.name!r} is {spec.task_type}"
+        )
+    if len(ours.text_fields) != len(spec.text_fields):
+        raise HyperAdaptError(
+            f"task {ours.name!r}: the data has inputs {ours.text_fields} but the model's task takes {spec.text_fields}"
+        )
+    if ours.is_classification and sorted(ours.labels) != sorted(spec.labels):
+        raise HyperAdaptError(
+            f"task {ours.name!r}: the data's labels {ours.labels} are not the model's {spec.labels}; "
+            "to score it as another task, give its entry another name"
+        )
+    fields_map = dict(zip(ours.text_fields, spec.text_fields))
+    index_map = (
+        {i: spec.labels.index(name) for i, name in enumerate(ours.labels)} if ours.is_classification else None
+    )
+    splits = {}
+    for split, examples in task.splits.items():
+        splits[split] = [
+            {
+                **{fields_map[f]: ex[f] for f in ours.text_fields},
+                "label": index_map[ex["label"]] if index_map else ex["label"],
+            }
+            for ex in examples
+        ]
+    return Task(spec, splits)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from .base_model import hub_id_of, load_sequence_classifier
 from .conditioning import Condition
 from .data import TaskSpec
 from .errors import HyperAdaptError
+from .files import atomic_dir
 from .hypernetwork import HyperNetwork
 from .injection import ADAPTER_NAME, check_base_matches, lora_config, lora_slots
 
@@ -85,7 +83,9 @@ def export_lora_adapter(
         cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision
     )
     check_base_matches(cfg, base, cfg.base_model)
-    peft_model = get_peft_model(base, lora_config(cfg, task_type="SEQ_CLS", modules_to_save=[cfg.head_name]))
+    # peft's SEQ_CLS task type already saves "classifier" and "score" heads; name others.
+    extra = {} if cfg.head_name in ("classifier", "score") else {"modules_to_save": [cfg.head_name]}
+    peft_model = get_peft_model(base, lora_config(cfg, task_type="SEQ_CLS", **extra))
     for kind, entries in lora_slots(peft_model).items():
         if kind not in adapters:  # adapter "none": peft starts B at zero, so the update is zero
             continue
@@ -97,9 +97,7 @@ def export_lora_adapter(
     wrapper.modules_to_save[ADAPTER_NAME].load_state_dict(head, strict=True)
     peft_model.peft_config[ADAPTER_NAME].base_model_name_or_path = hub_id_of(cfg.base_model)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         peft_model.save_pretrained(tmp)
         task_info = {
             "task": spec.to_dict(),
@@ -111,12 +109,7 @@ def export_lora_adapter(
         }
         (tmp / TASK_FILE).write_text(json.dumps(task_info, indent=2), encoding="utf-8")
         _card(spec, cfg, metrics, hypernetwork_ref, _generated_from(condition)).save(tmp / "README.md")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("wrote the %s adapter to %s", spec.name, out)
+    logger.debug("wrote the %s adapter to %s", spec.name, out)
     return out
 
 

@@ -236,7 +236,9 @@ class Recipe:
     def _entry_dict(self, entry: TaskEntry) -> dict[str, Any]:
         data = {k: v for k, v in asdict(entry).items() if v is not None}
         if entry.folder and self.base_dir is not None and not Path(entry.folder).exists():
-            data["folder"] = str((self.base_dir / entry.folder).resolve())  # stays valid beside the checkpoint
+            data["folder"] = str(
+                (self.base_dir / entry.folder).resolve()
+            )  # stays valid beside the checkpoint
         return data
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from .base_model import load_sequence_classifier, load_tokenizer
 from .conditioning import ConditionBuilder, TrainingConditions
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
+from .files import atomic_dir
 from .hypernetwork import HyperNetwork
 from .injection import AdaptedModel
 from .recipe import Recipe
@@ -107,30 +106,18 @@ def prepare_output_dir(path: Path, overwrite: bool) -> None:
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise HyperAdaptError(
-                f"output folder {path} already exists and is not empty; choose another with --output-dir "
-                "or pass --overwrite to replace it"
+                f"output folder {path} already exists and is not empty; choose another (--output-dir, or "
+                "output_dir= in Python) or replace it (--overwrite, or overwrite=True)"
             )
         shutil.rmtree(path)
 
 
 def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str, str] | None = None) -> None:
     """Write a hypernetwork to a temporary folder beside ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         hypernet.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train(
@@ -151,6 +138,7 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
     from transformers import get_scheduler
 
     start = time.perf_counter()
@@ -253,50 +241,52 @@ def train(
     progress = tqdm(
         total=cfg.max_steps, desc="training", disable=not (show_progress and accelerator.is_main_process)
     )
-    running, seen = 0.0, 0
-    model.train()
-    for step in range(1, cfg.max_steps + 1):
-        for _ in range(cfg.gradient_accumulation_steps):
-            with accelerator.accumulate(model):
-                index = sampler()
-                task = tasks[index]
-                examples = streams[index].next()
-                inputs = {
-                    k: v.to(accelerator.device)
-                    for k, v in encode(tokenizer, task.spec, examples, cfg.max_length).items()
-                }
-                labels = labels_tensor(task.spec, examples).to(accelerator.device)
-                with accelerator.autocast():
-                    adapters, head = model(conditions(index))
-                    logits = adapted(adapters, head, **inputs)
-                    loss = task_loss(task.spec, logits, labels)
-                if not torch.isfinite(loss):
-                    raise HyperAdaptError(
-                        f"step {step}: the loss on task {task.name!r} is {loss.item()}; lower "
-                        "training.learning_rate or check the task's labels"
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-        running += loss.item()
-        seen += 1
-        progress.update(1)
-        if step % cfg.log_every == 0:
-            progress.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            logger.debug("step %d loss %.4f", step, running / seen)
-            running, seen = 0.0, 0
-        if step % eval_every == 0 or step == cfg.max_steps:
-            score, metrics = run_eval(step)
-            if score > best_score:
-                best_score, best_metrics, best_step = score, metrics, step
-                best_state = {
-                    k: v.detach().cpu().clone()
-                    for k, v in accelerator.unwrap_model(model).state_dict().items()
-                }
-    progress.close()
+    # Log lines go above the progress bar instead of into it.
+    with logging_redirect_tqdm():
+        running, seen = 0.0, 0
+        model.train()
+        for step in range(1, cfg.max_steps + 1):
+            for _ in range(cfg.gradient_accumulation_steps):
+                with accelerator.accumulate(model):
+                    index = sampler()
+                    task = tasks[index]
+                    examples = streams[index].next()
+                    inputs = {
+                        k: v.to(accelerator.device)
+                        for k, v in encode(tokenizer, task.spec, examples, cfg.max_length).items()
+                    }
+                    labels = labels_tensor(task.spec, examples).to(accelerator.device)
+                    with accelerator.autocast():
+                        adapters, head = model(conditions(index))
+                        logits = adapted(adapters, head, **inputs)
+                        loss = task_loss(task.spec, logits, labels)
+                    if not torch.isfinite(loss):
+                        raise HyperAdaptError(
+                            f"step {step}: the loss on task {task.name!r} is {loss.item()}; lower "
+                            "training.learning_rate or check the task's labels"
+                        )
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+            running += loss.item()
+            seen += 1
+            progress.update(1)
+            if step % cfg.log_every == 0:
+                progress.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                logger.debug("step %d loss %.4f", step, running / seen)
+                running, seen = 0.0, 0
+            if step % eval_every == 0 or step == cfg.max_steps:
+                score, metrics = run_eval(step)
+                if score > best_score:
+                    best_score, best_metrics, best_step = score, metrics, step
+                    best_state = {
+                        k: v.detach().cpu().clone()
+                        for k, v in accelerator.unwrap_model(model).state_dict().items()
+                    }
+        progress.close()
 
     hypernet = accelerator.unwrap_model(model)
     if best_state is not None:
