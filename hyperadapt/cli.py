@@ -13,6 +13,48 @@ from pathlib import Path
 from .errors import HyperAdaptError
 
 
+class _UsageError(Exception):
+    """A bad command line, reported like any other user error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``hyperadapt: error:`` line (no usage block)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _one_line(message: str) -> str:
+    """Errors from other libraries can span lines; the command line prints exactly one."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("hyperadapt").setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -50,7 +92,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .export import export_lora_adapter
+    from .export import ADAPTER_CONFIG, check_output_folder, export_lora_adapter
     from .hub import known_metrics, push_adapter
     from .runtime import Runtime, load_hypernetwork, new_task_spec
 
@@ -58,15 +100,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise HyperAdaptError(
             "say which adapter to generate: --task NAME, or --description '...' --labels '...'"
         )
-    if Path(args.out).exists() and not args.overwrite:
-        raise HyperAdaptError(
-            f"output folder {args.out} already exists; choose another --out or pass --overwrite"
-        )
+    check_output_folder(Path(args.out), args.overwrite, "--out", (ADAPTER_CONFIG,), "an exported adapter")
     hypernet = load_hypernetwork(args.hypernetwork, revision=args.revision)
+    if args.examples:
+        _check_conditioned_on(hypernet, "examples", "--examples")
     if args.task and args.task in hypernet.task_index:
         spec = hypernet.spec(args.task)
         if args.labels:
             raise HyperAdaptError(f"task {args.task!r} is a training task with its own labels; drop --labels")
+        if args.description is not None:  # a new wording of a known task
+            _check_conditioned_on(hypernet, "description", "--description")
     elif args.description is not None:
         if not args.labels:
             raise HyperAdaptError("a new task needs its labels: --labels 'name: what it means; name2: ...'")
@@ -110,7 +153,17 @@ def _read_examples(path: str, spec) -> list[dict]:
     return rows
 
 
+def _check_conditioned_on(hypernet, part: str, flag: str) -> None:
+    """Refuse a flag the hypernetwork would silently ignore."""
+    parts = hypernet.config.conditioning
+    if part not in parts:
+        raise HyperAdaptError(
+            f"this hypernetwork is conditioned on {parts}, not on {part}, so {flag} would be ignored; drop it"
+        )
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from .base_model import check_inputs_fit
     from .evaluation import evaluate_hypernetwork
     from .runtime import Runtime, load_hypernetwork, resolve_task
 
@@ -127,6 +180,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps({"task": args.task, "split": args.split, **metrics}, indent=2))
         return 0
     hypernet = load_hypernetwork(args.model, revision=args.revision)
+    if args.description is not None:
+        _check_conditioned_on(hypernet, "description", "--description")
+    if args.shots:
+        _check_conditioned_on(hypernet, "examples", "--shots")
     known = args.task in hypernet.task_index
     if not known and not Path(args.task).exists():
         from .builtin_tasks import builtin_task_names
@@ -137,7 +194,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     seen = task.name in hypernet.task_index
     spec = hypernet.spec(task.name) if seen else task.spec
     task = _as(task, spec)
-    runtime = Runtime(hypernet)
+    runtime = Runtime(hypernet, base_model=args.base_model)
+    check_inputs_fit(runtime.base_model, runtime.tokenizer, args.max_length, "--max-length")
     examples = None
     if args.shots:
         import numpy as np
@@ -161,30 +219,62 @@ def _as(task, spec):
 def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     import torch
     from peft import PeftModel
+    from safetensors import SafetensorError
 
-    from .base_model import load_sequence_classifier, load_tokenizer
+    from .base_model import check_inputs_fit, load_sequence_classifier, load_tokenizer
     from .evaluation import evaluate_logits_fn
-    from .export import TASK_FILE
+    from .export import ADAPTER_CONFIG, TASK_FILE
     from .runtime import resolve_task
 
-    info_file = path / TASK_FILE
-    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
-    base_name = args.base_model or info.get("base_model")
+    if not (path / "adapter_model.safetensors").is_file():
+        pickled = (path / "adapter_model.bin").is_file()
+        raise HyperAdaptError(
+            f"adapter {path} has no adapter_model.safetensors"
+            + (" (only a pickled adapter_model.bin, which hyperadapt does not load)" if pickled else "")
+            + "; write it again with hyperadapt generate"
+        )
+    info = _read_json(path / TASK_FILE) if (path / TASK_FILE).is_file() else {}
+    base_name = (
+        args.base_model
+        or info.get("base_model")
+        or _read_json(path / ADAPTER_CONFIG).get("base_model_name_or_path")
+    )
     if not base_name:
-        base_name = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        raise HyperAdaptError(f"adapter {path} does not name its base model; pass --base-model")
     task = resolve_task(args.task)
     if info.get("task"):
         from .data import TaskSpec
 
-        task = _as(task, TaskSpec.from_dict(info["task"]))
+        try:
+            generated_for = TaskSpec.from_dict(info["task"])
+        except (AttributeError, TypeError, ValueError) as err:
+            raise HyperAdaptError(
+                f"{path / TASK_FILE}: its task is damaged ({err}); write the folder again"
+            ) from None
+        task = _as(task, generated_for)
     base = load_sequence_classifier(base_name, num_labels=task.spec.num_outputs)
     try:
         model = PeftModel.from_pretrained(base, str(path)).eval()
-    except (RuntimeError, ValueError, OSError) as err:
-        raise HyperAdaptError(f"cannot load adapter {path} on base {base_name!r}: {err}") from None
+    except (RuntimeError, ValueError, OSError, SafetensorError) as err:
+        first = " ".join(str(err).strip().splitlines()[:2])  # a shape mismatch lists every tensor
+        raise HyperAdaptError(
+            f"cannot load adapter {path} on base {base_name!r} ({first}); pass the base model it was "
+            "generated for with --base-model"
+        ) from None
     tokenizer = load_tokenizer(base_name)
+    check_inputs_fit(base, tokenizer, args.max_length, "--max-length")
     with torch.no_grad():
         return evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise HyperAdaptError(f"{file} is not valid JSON ({err}); write the folder again") from None
+    if not isinstance(data, dict):
+        raise HyperAdaptError(f"{file} is not a JSON object; write the folder again")
+    return data
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
@@ -226,7 +316,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hyperadapt",
         description="Train a hypernetwork that generates LoRA adapters, and export what it generates.",
     )
@@ -239,14 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a hypernetwork from a recipe",
         description="Train a hypernetwork from a YAML recipe.",
     )
-    p.add_argument("recipe", help="the recipe file, e.g. recipes/quickstart.yaml")
-    p.add_argument("--output-dir", help="where to write (default: the recipe's output_dir)")
-    p.add_argument("--max-steps", type=int, help="override training.max_steps")
+    p.add_argument("recipe", type=_text, help="the recipe file, e.g. recipes/quickstart.yaml")
+    p.add_argument("--output-dir", type=_text, help="where to write (default: the recipe's output_dir)")
+    p.add_argument("--max-steps", type=_positive_int, help="override training.max_steps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "overrides",
         nargs="*",
+        default=[],
         metavar="key=value",
         help="recipe overrides such as training.learning_rate=5e-4 hypernetwork.lora_rank=4",
     )
@@ -257,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a task's generated adapter as a peft folder",
         description="Generate a task's LoRA adapter and write a standard peft folder.",
     )
-    p.add_argument("hypernetwork", help="a hypernetwork folder (RUN/hypernetwork) or Hub repo id")
+    p.add_argument("hypernetwork", type=_text, help="a hypernetwork folder (RUN/hypernetwork) or Hub repo id")
     p.add_argument("--task", help="a task the hypernetwork was trained on (or a name for a new task)")
     p.add_argument("--description", help="what the task is, in plain words (a new task, or a new wording)")
     p.add_argument("--labels", help="a new task's labels: 'name: what it means; name2: what it means'")
@@ -266,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--text-fields", help="input fields of a new task, e.g. sentence1,sentence2 (default: sentence)"
     )
-    p.add_argument("--out", required=True, help="the adapter folder to create")
+    p.add_argument("--out", required=True, type=_text, help="the adapter folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     p.add_argument("--revision", help="branch, tag or commit of a hypernetwork on the Hub")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the adapter to this Hub repo")
@@ -279,20 +370,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a hypernetwork or an exported adapter on a task",
         description="Score a hypernetwork or an exported peft adapter; prints JSON metrics.",
     )
-    p.add_argument("model", help="a hypernetwork folder or repo id, or an exported adapter folder")
+    p.add_argument(
+        "model", type=_text, help="a hypernetwork folder or repo id, or an exported adapter folder"
+    )
     p.add_argument(
         "--task",
         required=True,
+        type=_text,
         help="a task name (built-in or from the recipe), a task folder, or a YAML file with one task entry; "
         "a task the hypernetwork never saw is scored zero-shot (or few-shot with --shots)",
     )
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
-    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per input; longer ones are truncated")
-    p.add_argument("--max-examples", type=int, default=None, help="score only the first N examples")
-    p.add_argument("--base-model", help="base model of an adapter folder (default: from the folder)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="examples per forward pass")
+    p.add_argument(
+        "--max-length", type=_positive_int, default=128, help="tokens per input; longer ones are truncated"
+    )
+    p.add_argument("--max-examples", type=_positive_int, default=None, help="score only the first N examples")
+    p.add_argument(
+        "--base-model",
+        type=_text,
+        help="the base model (default: the one the hypernetwork or adapter names; it must be the same model)",
+    )
     p.add_argument("--description", help="generate from this description instead of the task's own")
-    p.add_argument("--shots", type=int, default=0, help="condition on K labelled training examples as well")
+    p.add_argument(
+        "--shots", type=_count, default=0, help="condition on K labelled training examples as well"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for drawing the --shots examples")
     p.add_argument("--revision", help="branch, tag or commit of a hypernetwork on the Hub")
     p.set_defaults(func=_cmd_eval)
@@ -323,19 +425,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # key=value overrides may come after options (train RECIPE --max-steps 5 training.lr=1e-4).
-    if extra:
-        if args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides = [*args.overrides, *extra]
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        # key=value overrides may come after options (train RECIPE --max-steps 5 training.lr=1e-4).
+        if extra:
+            if args.command == "train" and not any(e.startswith("-") for e in extra):
+                args.overrides = [*args.overrides, *extra]
+            else:
+                prog = f"{parser.prog} {args.command}"
+                raise _UsageError(f"unrecognized arguments: {' '.join(extra)} (see {prog} --help)")
+    except _UsageError as err:
+        print(f"hyperadapt: error: {err}", file=sys.stderr)
+        return 2
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _setup_logging(args.verbose)
     try:
         return args.func(args)
     except HyperAdaptError as err:
-        print(f"hyperadapt: error: {err}", file=sys.stderr)
+        print(f"hyperadapt: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hyperadapt: interrupted", file=sys.stderr)

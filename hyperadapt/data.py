@@ -9,10 +9,12 @@ Three sources give the same `Task`:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ TASK_TYPES = (
     "regression",
 )
 SPLITS = ("train", "validation", "test")
+# Task names become embedding keys and adapter folder names: no path separators, spaces or a
+# leading dot.
+_TASK_NAME = re.compile(r"\w[\w.\-]*")
 
 
 @dataclass
@@ -61,6 +66,7 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
+        self._check_field_types()
         if self.task_type not in TASK_TYPES:
             raise ValueError(
                 f"task {self.name!r}: task_type={self.task_type!r} is not supported; "
@@ -78,6 +84,54 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: a classification task needs at least two labels")
         if self.task_type == "regression" and self.labels:
             raise ValueError(f"task {self.name!r}: a regression task takes no labels (got {self.labels!r})")
+
+    def _check_field_types(self) -> None:
+        """Field types, checked because specs come from hand-written task.json files and recipes."""
+        where = f"task {self.name!r}"
+        if not _TASK_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"task name {self.name!r} may only hold letters, digits, '_', '-' and '.' and must start "
+                "with a letter or digit (it names the adapter's folder); rename the task"
+            )
+
+        def names(value: Any) -> bool:
+            return (
+                isinstance(value, list)
+                and all(isinstance(v, str) and v for v in value)
+                and len(set(value)) == len(value)
+            )
+
+        if not names(self.text_fields):
+            raise ValueError(
+                f"{where}: text_fields must be a list of distinct column names, got {self.text_fields!r}"
+            )
+        if not isinstance(self.label_field, str) or not self.label_field:
+            raise ValueError(f"{where}: label_field must be a column name, got {self.label_field!r}")
+        if not names(self.labels):
+            raise ValueError(
+                f"{where}: labels must be a list of distinct label names (strings), got {self.labels!r}"
+            )
+        if not isinstance(self.label_descriptions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.label_descriptions.items()
+        ):
+            raise ValueError(
+                f"{where}: label_descriptions must map label names to texts, got {self.label_descriptions!r}"
+            )
+        for name in ("description", "language"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{where}: {name} must be a text, got {getattr(self, name)!r}")
+        if not isinstance(self.descriptions, list) or not all(
+            isinstance(d, str) and d.strip() for d in self.descriptions
+        ):
+            raise ValueError(f"{where}: descriptions must be a list of texts, got {self.descriptions!r}")
+        low_high = self.label_range
+        if low_high is not None and not (
+            isinstance(low_high, list)
+            and len(low_high) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high)
+            and low_high[0] < low_high[1]
+        ):
+            raise ValueError(f"{where}: label_range must be [low, high] with low < high, got {low_high!r}")
 
     @property
     def is_classification(self) -> bool:
@@ -147,6 +201,11 @@ def normalise_examples(spec: TaskSpec, rows: list[dict[str, Any]], split: str, s
     """
     out = []
     for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise HyperAdaptError(
+                f"task {spec.name!r} ({source}, {split} row {i}): expected an object of columns, "
+                f"got {type(row).__name__}"
+            )
         example = {}
         for name in spec.text_fields:
             if name not in row:
@@ -159,6 +218,11 @@ def normalise_examples(spec: TaskSpec, rows: list[dict[str, Any]], split: str, s
                 raise HyperAdaptError(
                     f"task {spec.name!r} ({source}, {split} row {i}): column {name!r} holds "
                     f"{type(value).__name__}, expected text"
+                )
+            if not value.strip():
+                raise HyperAdaptError(
+                    f"task {spec.name!r} ({source}, {split} row {i}): column {name!r} is empty; "
+                    "drop the row or fill in its text"
                 )
             example[name] = value
         if spec.label_field not in row:
@@ -177,8 +241,8 @@ def _normalise_label(spec: TaskSpec, value: Any, where: str) -> int | float:
             number = float(value)
         except (TypeError, ValueError):
             raise HyperAdaptError(f"task {spec.name!r} ({where}): label {value!r} is not a number") from None
-        if math.isnan(number):
-            raise HyperAdaptError(f"task {spec.name!r} ({where}): label is NaN")
+        if not math.isfinite(number):
+            raise HyperAdaptError(f"task {spec.name!r} ({where}): label {number} is not a finite number")
         return number
     if isinstance(value, str):
         if value in spec.labels:
@@ -261,23 +325,35 @@ def carve_validation(task: Task, fraction: float, seed: int = 0) -> Task:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
+    number = 0
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise HyperAdaptError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        try:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise HyperAdaptError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        except UnicodeDecodeError:
+            raise HyperAdaptError(f"{path}:{number + 1}: not UTF-8 text; save the file as UTF-8") from None
     return rows
 
 
-def load_task_folder(path: str | Path, name: str | None = None) -> Task:
+def load_task_folder(
+    path: str | Path,
+    name: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    validation_fraction: float | None = None,
+) -> Task:
     """Load a task folder: ``task.json`` plus ``train.jsonl``, ``validation.jsonl``, ``test.jsonl``.
 
     Args:
         path: The folder.
         name: Overrides the task's name (default: ``task_id`` in ``task.json`` or the folder name).
+        overrides: `TaskSpec` fields that replace those of ``task.json`` (a recipe entry's), applied
+            before the examples are read and checked.
+        validation_fraction: Carve validation from train when the folder has no validation split.
 
     Example:
         >>> task = load_task_folder("../shared/data/glue_sst2")  # doctest: +SKIP
@@ -286,17 +362,30 @@ def load_task_folder(path: str | Path, name: str | None = None) -> Task:
     """
     folder = Path(path)
     meta_path = folder / "task.json"
+    if not folder.is_dir():
+        what = "is a file, not a task folder" if folder.exists() else "does not exist"
+        raise HyperAdaptError(f"task folder {folder} {what}; check the path")
     if not meta_path.is_file():
         raise HyperAdaptError(f"{folder} is not a task folder: {meta_path.name} is missing")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise HyperAdaptError(f"{meta_path}: not valid JSON ({err.msg})") from None
-    if meta.get("task_type") not in TASK_TYPES:
+    except UnicodeDecodeError:
+        raise HyperAdaptError(f"{meta_path}: not UTF-8 text; save it as UTF-8") from None
+    if not isinstance(meta, dict):
         raise HyperAdaptError(
-            f"{meta_path}: task_type {meta.get('task_type')!r} is not supported yet; "
-            f"supported: {', '.join(TASK_TYPES)}"
+            f"{meta_path}: expected a JSON object of task fields, got {type(meta).__name__}"
         )
+    overrides = overrides or {}
+    meta = {**meta, **overrides}
+    where = f"{meta_path} (with the recipe entry)" if overrides else str(meta_path)
+    if meta.get("task_type") not in TASK_TYPES:
+        given = meta.get("task_type")
+        close = difflib.get_close_matches(str(given), TASK_TYPES, n=1, cutoff=0.8) if given else []
+        problem = "has no task_type" if given is None else f"task_type {given!r} is not supported"
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(TASK_TYPES)}"
+        raise HyperAdaptError(f"{where if 'task_type' in overrides else meta_path}: {problem}; {hint}")
     spec_fields = {
         "name": name or meta.get("task_id") or folder.name,
         "task_type": meta["task_type"],
@@ -307,17 +396,24 @@ def load_task_folder(path: str | Path, name: str | None = None) -> Task:
         "description": meta.get("description", ""),
         "language": meta.get("language", "en"),
         "label_range": meta.get("label_range"),
+        "descriptions": meta.get("descriptions", []),
     }
     try:
         spec = TaskSpec(**spec_fields)
     except ValueError as err:
-        raise HyperAdaptError(f"{meta_path}: {err}") from None
+        raise HyperAdaptError(f"{where}: {err}") from None
     splits = {}
     for split in SPLITS:
         file = folder / f"{split}.jsonl"
         if file.is_file():
             splits[split] = normalise_examples(spec, read_jsonl(file), split, str(folder))
-    return _check_not_empty(Task(spec, splits), str(folder))
+    task = Task(spec, splits)
+    if validation_fraction and splits.get("train") and not splits.get("validation"):
+        task = carve_validation(task, validation_fraction)
+    return _check_not_empty(task, str(folder))
+
+
+_FILE_BUILDERS = ("csv", "json", "parquet", "text", "arrow")
 
 
 def load_dataset_task(
@@ -351,15 +447,25 @@ def load_dataset_task(
     import datasets
 
     source = f"load_dataset({path!r}{', ' + repr(config_name) if config_name else ''})"
+    if path in _FILE_BUILDERS and not data_files:
+        # Without data_files, datasets would read every file of the current folder.
+        raise HyperAdaptError(
+            f"task {spec.name!r}: a {path} dataset needs data_files, e.g. "
+            f"data_files: {{train: train.{path}, validation: dev.{path}}}"
+        )
     try:
         loaded = datasets.load_dataset(path, config_name, data_files=data_files, revision=revision)
     except FileNotFoundError as err:
         raise HyperAdaptError(f"task {spec.name!r}: {source} found no data ({err})") from None
     except Exception as err:  # datasets raises many types for a bad spec or no network
-        raise HyperAdaptError(
-            f"task {spec.name!r}: {source} failed: {type(err).__name__}: {err}. "
-            "Offline, only local files (csv, json, parquet) load."
-        ) from None
+        cause = err.__cause__ or err.__context__
+        detail = f"{type(err).__name__}: {err}" + (f" ({type(cause).__name__}: {cause})" if cause else "")
+        hint = (
+            f"check that data_files are valid {path} files with at least one row"
+            if path in _FILE_BUILDERS
+            else "offline, only local files (csv, json, parquet) load"
+        )
+        raise HyperAdaptError(f"task {spec.name!r}: {source} failed: {detail}; {hint}") from None
     split_names = {**{s: s for s in SPLITS}, **(split_names or {})}
     splits = {}
     for ours, theirs in split_names.items():

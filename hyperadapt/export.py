@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from .injection import ADAPTER_NAME, check_base_matches, lora_config, lora_slots
 logger = logging.getLogger(__name__)
 
 TASK_FILE = "hyperadapt_task.json"
+ADAPTER_CONFIG = "adapter_config.json"
 _CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "adapter_card.md"
 
 
@@ -35,6 +37,40 @@ def _template(name: str) -> str:
         return resources.files("hyperadapt.model_cards").joinpath(name).read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
         return (_CARD_TEMPLATE.parent / name).read_text(encoding="utf-8")
+
+
+def check_output_folder(out: Path, overwrite: bool, option: str, markers: tuple[str, ...], what: str) -> None:
+    """Refuse, before any work is done, an output folder that cannot be created or replaced.
+
+    An existing non-empty folder is replaced only with ``overwrite``, and only when it holds one of
+    ``markers`` (files hyperadapt writes), so ``--overwrite`` never deletes a folder of other files.
+
+    Raises:
+        HyperAdaptError: naming the folder and the option to change.
+    """
+    if out.exists():
+        if not out.is_dir():
+            raise HyperAdaptError(f"output {out} is a file, not a folder; choose another {option}")
+        if any(out.iterdir()):
+            if not overwrite:
+                raise HyperAdaptError(
+                    f"output folder {out} already exists and is not empty; choose another {option} "
+                    "or pass --overwrite to replace it"
+                )
+            if not any((out / marker).exists() for marker in markers):
+                raise HyperAdaptError(
+                    f"output folder {out} is not {what} hyperadapt wrote, so --overwrite will not delete "
+                    f"it; choose another {option} or empty it yourself"
+                )
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HyperAdaptError(
+            f"cannot create output folder {out}: {parent} is a file; choose another {option}"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise HyperAdaptError(f"cannot write into {parent} (permission denied); choose another {option}")
 
 
 @torch.no_grad()
@@ -69,8 +105,7 @@ def export_lora_adapter(
     if condition is None:
         condition = spec.name
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise HyperAdaptError(f"output folder {out} already exists; choose another --out or pass --overwrite")
+    check_output_folder(out, overwrite, "--out", (ADAPTER_CONFIG,), "an exported adapter")
     cfg = hypernet.config
     was_training = hypernet.training
     hypernet.eval()

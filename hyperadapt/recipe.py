@@ -16,18 +16,32 @@ known key)::
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
+import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 
 from .config import HyperNetConfig
 from .data import Task, TaskSpec, load_dataset_task, load_task_folder
 from .errors import HyperAdaptError
+
+# The transformers schedulers that need nothing beyond warmup and total steps (the others need a
+# metric or extra arguments).
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
 
 
 @dataclass
@@ -91,6 +105,10 @@ class TrainingConfig:
             raise ValueError(
                 f"training.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}"
             )
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            close = difflib.get_close_matches(str(self.lr_scheduler), LR_SCHEDULERS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(LR_SCHEDULERS)}"
+            raise ValueError(f"training.lr_scheduler {self.lr_scheduler!r} is not supported; {hint}")
 
     @property
     def warmup_steps(self) -> int:
@@ -139,12 +157,37 @@ class TaskEntry:
             )
         if self.dataset and not self.name:
             raise ValueError(f"the task entry for dataset {self.dataset!r} needs a name")
+        source = given[0]
+        only_dataset = ["config_name", "data_files", "revision", "columns", "split_names"]
+        if self.builtin:
+            only_dataset.append("validation_fraction")  # built-in tasks come with their splits
+        for key in only_dataset:
+            if getattr(self, key) is not None and source != "dataset":
+                raise ValueError(
+                    f"{key} does not apply to a {source} entry; drop it (it is for dataset entries)"
+                )
         if self.max_train is not None and (not isinstance(self.max_train, int) or self.max_train < 1):
             raise ValueError(f"max_train must be a positive integer, got {self.max_train!r}")
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be between 0 and 1 (0.1 carves 10% of train), "
+                f"got {self.validation_fraction!r}"
+            )
 
     @property
     def label(self) -> str:
         return self.name or self.builtin or self.folder or str(self.dataset)
+
+    def task_name(self, base_dir: Path | None = None) -> str:
+        """The name the entry's task gets, without loading its examples (a folder's ``task_id``)."""
+        if self.name or not self.folder:
+            return self.label
+        folder = _folder_path(self.folder, base_dir)
+        try:
+            meta = json.loads((folder / "task.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = None
+        return (meta.get("task_id") if isinstance(meta, dict) else None) or folder.name
 
     def _overrides(self) -> dict[str, Any]:
         keys = (
@@ -161,15 +204,26 @@ class TaskEntry:
 
     def load(self, base_dir: Path | None = None) -> Task:
         """Read the task's examples (paths relative to the recipe's folder)."""
+        overrides = self._overrides()
         if self.builtin:
             from .builtin_tasks import load_builtin_task
 
             task = load_builtin_task(self.builtin)
+            fixed = sorted({"task_type", "text_fields", "label_field"} & set(overrides))
+            if fixed:
+                raise HyperAdaptError(
+                    f"task entry {self.label!r}: {', '.join(fixed)} of a built-in task cannot be changed; "
+                    "drop them from the entry (or use a dataset entry for other columns)"
+                )
+            if "labels" in overrides and len(overrides["labels"]) != len(task.spec.labels):
+                raise HyperAdaptError(
+                    f"task entry {self.label!r}: labels renames the task's {len(task.spec.labels)} labels "
+                    f"{task.spec.labels}, so it needs {len(task.spec.labels)} names, got {overrides['labels']}"
+                )
         elif self.folder:
-            folder = Path(self.folder).expanduser()
-            if not folder.is_absolute() and base_dir is not None and not folder.exists():
-                folder = base_dir / folder
-            task = load_task_folder(folder)
+            # task.json fields replaced by the entry apply before the examples are checked.
+            folder = _folder_path(self.folder, base_dir)
+            return self._cut(load_task_folder(folder, self.name, overrides, self.validation_fraction))
         else:
             spec_fields = {"name": self.name, "label_field": "label", **self._overrides()}
             missing = [k for k in ("task_type", "text_fields") if k not in spec_fields]
@@ -190,7 +244,6 @@ class TaskEntry:
                 self.validation_fraction,
                 self.revision,
             )
-        overrides = self._overrides()
         if self.name:
             overrides["name"] = self.name
         if overrides and not self.dataset:
@@ -198,9 +251,20 @@ class TaskEntry:
                 task = Task(TaskSpec(**{**task.spec.to_dict(), **overrides}), task.splits)
             except (TypeError, ValueError) as err:
                 raise HyperAdaptError(f"task entry {self.label!r}: {err}") from None
+        return self._cut(task)
+
+    def _cut(self, task: Task) -> Task:
         if self.max_train:
             task.splits["train"] = task.splits["train"][: self.max_train]
         return task
+
+
+def _folder_path(folder: str, base_dir: Path | None) -> Path:
+    """A task folder as given, or relative to the recipe's folder when it is not found as given."""
+    path = Path(folder).expanduser()
+    if not path.is_absolute() and base_dir is not None and not path.exists():
+        path = base_dir / path
+    return path
 
 
 def _relative_files(files: Any, base_dir: Path | None) -> Any:
@@ -213,6 +277,16 @@ def _relative_files(files: Any, base_dir: Path | None) -> Any:
         return [_relative_files(f, base_dir) for f in files]
     if isinstance(files, dict):
         return {k: _relative_files(v, base_dir) for k, v in files.items()}
+    return files
+
+
+def _absolute_files(files: Any) -> Any:
+    if isinstance(files, str):
+        return str(Path(files).expanduser().resolve())
+    if isinstance(files, list):
+        return [_absolute_files(f) for f in files]
+    if isinstance(files, dict):
+        return {k: _absolute_files(v) for k, v in files.items()}
     return files
 
 
@@ -234,11 +308,13 @@ class Recipe:
         return Path(self.source).resolve().parent if self.source else None
 
     def _entry_dict(self, entry: TaskEntry) -> dict[str, Any]:
+        """A task entry with its paths made absolute, so a saved copy of the recipe (beside the
+        hypernetwork) finds the data from any folder."""
         data = {k: v for k, v in asdict(entry).items() if v is not None}
-        if entry.folder and self.base_dir is not None and not Path(entry.folder).exists():
-            data["folder"] = str(
-                (self.base_dir / entry.folder).resolve()
-            )  # stays valid beside the checkpoint
+        if entry.folder:
+            data["folder"] = str(_folder_path(entry.folder, self.base_dir).resolve())
+        if entry.data_files is not None:
+            data["data_files"] = _absolute_files(_relative_files(entry.data_files, self.base_dir))
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,7 +337,7 @@ class Recipe:
     def load_held_out(self) -> list[Task]:
         """The tasks scored zero-shot (never trained on), from the recipe's ``held_out`` list."""
         held = self._load(self.held_out)
-        trained = {e.label for e in self.tasks}
+        trained = {e.task_name(self.base_dir) for e in self.tasks}
         overlap = sorted(t.name for t in held if t.name in trained)
         if overlap:
             raise HyperAdaptError(f"recipe: {overlap} are both training tasks and held_out; drop one")
@@ -285,18 +361,86 @@ def _check_keys(section: str, given: dict[str, Any], known: list[str]) -> None:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
             where = f"{section}." if section else ""
-            raise HyperAdaptError(f"recipe: unknown key {where}{key!r}{hint}")
+            raise HyperAdaptError(f"recipe: unknown key {where + str(key)!r}{hint}")
 
 
-def _coerce_numbers(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """YAML reads ``1e-3`` (no dot) as a string; turn such strings into floats for float fields."""
-    float_fields = {f.name for f in fields(cls) if "float" in str(f.type)}
+_TOP_TYPES = {"seed": int, "output_dir": str, "export_adapters": bool}
+
+
+def _checked(section: str, values: dict[str, Any], hints: dict[str, Any]) -> dict[str, Any]:
+    """Check each value against its field's type, so a wrong type is named before any config
+    is built. YAML reads ``1e-3`` (no dot) as a string: such strings become floats for float fields."""
     out = dict(values)
     for key, value in values.items():
-        if key in float_fields and isinstance(value, str):
-            with contextlib.suppress(ValueError):  # else left as is: the config's check names it
-                out[key] = float(value)
+        if key in hints:
+            where = f"{section}.{key}" if section else key
+            out[key] = _expect(where, value, hints[key])
     return out
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not resolve: leave the checks to the class
+        return {}
+
+
+def _expect(where: str, value: Any, hint: Any) -> Any:
+    if _fits(value, hint):
+        return value
+    if (hint is float or float in typing.get_args(hint)) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    values = [
+        value,
+        *(value.values() if isinstance(value, dict) else value if isinstance(value, list) else []),
+    ]
+    yaml_note = ""
+    if any(isinstance(v, bool) for v in values) and "str" in str(hint):
+        yaml_note = " (YAML reads unquoted yes/no/on/off/true/false as booleans; quote the value)"
+    raise HyperAdaptError(f"recipe: {where} must be {_describe(hint)}, got {value!r}{yaml_note}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of type ``hint``; true for types this check does not know."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+        )
+    return True  # Any, or a type the class itself checks
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is list:
+        return f"a list of {_plural(args[0])}"
+    if origin is dict:
+        return f"a mapping of {_plural(args[0])} to {_plural(args[1])}"
+    names = {int: "an integer", float: "a number", str: "a text", bool: "true or false", type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _plural(hint: Any) -> str:
+    return _describe(hint).removeprefix("a ").removeprefix("an ") + "s"
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -315,6 +459,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         >>> apply_overrides({"training": {"max_steps": 600}}, ["training.max_steps=50"])
         {'training': {'max_steps': 50}}
     """
+    if overrides and not isinstance(data, dict):
+        raise HyperAdaptError(
+            "recipe: expected a mapping of sections at the top level, so overrides can apply"
+        )
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
@@ -351,6 +499,7 @@ def _parse_entries(section: str, entries: Any, required: bool) -> list[TaskEntry
         if not isinstance(entry, dict):
             raise HyperAdaptError(f"recipe: {section}[{i}] must be a mapping or a built-in task name")
         _check_keys(f"{section}[{i}]", entry, task_keys)
+        entry = _checked(f"{section}[{i}]", entry, _hints(TaskEntry))
         try:
             parsed.append(TaskEntry(**entry))
         except ValueError as err:
@@ -369,15 +518,18 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
     _check_keys("training", training, [f.name for f in fields(TrainingConfig)])
     tasks = _parse_entries("tasks", data.get("tasks"), required=True)
     held_out = _parse_entries("held_out", data.get("held_out"), required=False)
+    hyper = _checked("hypernetwork", hyper, _hints(HyperNetConfig))
+    training = _checked("training", training, _hints(TrainingConfig))
+    top = _checked("", {k: v for k, v in data.items() if k in _TOP_TYPES}, _TOP_TYPES)
     try:
         recipe = Recipe(
-            hypernetwork=HyperNetConfig(**_coerce_numbers(HyperNetConfig, hyper)),
-            training=TrainingConfig(**_coerce_numbers(TrainingConfig, training)),
+            hypernetwork=HyperNetConfig(**hyper),
+            training=TrainingConfig(**training),
             tasks=tasks,
             held_out=held_out,
-            seed=int(data.get("seed", 0)),
-            output_dir=str(data.get("output_dir", "runs/hyperadapt")),
-            export_adapters=bool(data.get("export_adapters", True)),
+            seed=top.get("seed", 0),
+            output_dir=top.get("output_dir", "runs/hyperadapt"),
+            export_adapters=top.get("export_adapters", True),
             source=source,
         )
     except (TypeError, ValueError) as err:
@@ -400,10 +552,26 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         >>> recipe = load_recipe("recipes/quickstart.yaml", ["training.max_steps=20"])  # doctest: +SKIP
     """
     path = Path(path)
+    if path.is_dir():
+        raise HyperAdaptError(f"recipe {path} is a folder; give the recipe's YAML file")
     if not path.is_file():
-        raise HyperAdaptError(f"recipe {path} does not exist")
+        raise HyperAdaptError(f"recipe {path} does not exist; check the path")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise HyperAdaptError(f"recipe {path} is not valid YAML: {err}") from None
+        raise HyperAdaptError(f"recipe {path} is not valid YAML: {yaml_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise HyperAdaptError(f"recipe {path} is not UTF-8 text; save it as UTF-8") from None
+    if data is not None and not isinstance(data, dict):
+        raise HyperAdaptError(
+            f"recipe {path}: expected a mapping of sections at the top level, got {type(data).__name__}"
+        )
     return parse_recipe(apply_overrides(data or {}, overrides or []), source=str(path))
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"

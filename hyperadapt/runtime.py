@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from torch import nn
 
-from .base_model import load_sequence_classifier, load_tokenizer
+from .base_model import load_sequence_classifier, load_tokenizer, looks_like_path
 from .conditioning import Condition, ConditionBuilder
 from .data import Task, TaskSpec, load_task_folder
 from .errors import HyperAdaptError
@@ -27,26 +27,38 @@ def load_hypernetwork(ref: str | Path, revision: str | None = None) -> HyperNetw
     """
     ref = str(ref)
     path = Path(ref)
+    if not path.exists() and looks_like_path(ref):
+        raise HyperAdaptError(f"hypernetwork folder {ref} does not exist; give the RUN/hypernetwork folder")
     if path.exists():
+        if not path.is_dir():
+            raise HyperAdaptError(f"{ref} is a file; give the hypernetwork's folder (RUN/hypernetwork)")
         if (path / "adapter_config.json").is_file():
             raise HyperAdaptError(f"{ref} is an exported peft adapter, not a hypernetwork")
         if not (path / "config.json").is_file():
             hint = " (did you mean its hypernetwork/ subfolder?)" if (path / "hypernetwork").is_dir() else ""
             raise HyperAdaptError(f"{ref} is not a saved hypernetwork: config.json is missing{hint}")
         try:
-            json.loads((path / "config.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise HyperAdaptError(
-                f"{ref}/config.json is not valid JSON ({err.msg}); the checkpoint is damaged"
+                f"{ref}/config.json is not valid JSON ({getattr(err, 'msg', err)}); the checkpoint is damaged"
             ) from None
+        if not isinstance(config, dict):
+            raise HyperAdaptError(f"{ref}/config.json is not a JSON object; the checkpoint is damaged")
     try:
         return HyperNetwork.from_pretrained(ref, revision=revision)
     except HyperAdaptError:
         raise
     except (TypeError, ValueError, KeyError) as err:
         raise HyperAdaptError(f"{ref}: config.json does not describe a hypernetwork ({err})") from None
+    except RuntimeError as err:  # load_state_dict: tensor shapes that differ from config.json
+        first = str(err).strip().splitlines()[-1].strip()
+        raise HyperAdaptError(
+            f"{ref}: weights do not match config.json ({first}); the checkpoint is damaged or from another version"
+        ) from None
     except OSError as err:
-        raise HyperAdaptError(f"cannot load hypernetwork {ref!r}: {err}") from None
+        where = "" if path.exists() else "it is not a local folder, and "
+        raise HyperAdaptError(f"cannot load hypernetwork {ref!r}: {where}{err}") from None
 
 
 class Runtime:
@@ -62,6 +74,7 @@ class Runtime:
         name = base_model or hypernet.config.base_model
         base = load_sequence_classifier(name, revision=hypernet.config.base_model_revision)
         check_base_matches(hypernet.config, base, name)
+        self.base_model = base
         self.adapted: nn.Module = AdaptedModel(base, hypernet.config)
         self.tokenizer = load_tokenizer(name, revision=hypernet.config.base_model_revision)
         self.conditions = ConditionBuilder(hypernet.config, hypernet.task_names)
@@ -136,7 +149,7 @@ def resolve_task(name_or_path: str, hypernet_dir: str | Path | None = None) -> T
         hypernet_dir: The hypernetwork's folder, whose ``recipe.yaml`` says where its tasks live.
     """
     from .builtin_tasks import builtin_task_names, load_builtin_task
-    from .recipe import parse_recipe
+    from .recipe import parse_recipe, yaml_problem
 
     path = Path(name_or_path)
     if path.is_dir():
@@ -146,10 +159,16 @@ def resolve_task(name_or_path: str, hypernet_dir: str | Path | None = None) -> T
     if hypernet_dir is not None:
         recipe_file = Path(hypernet_dir) / "recipe.yaml"
         if recipe_file.is_file():
-            data = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
+            try:
+                data = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
+            except (yaml.YAMLError, UnicodeDecodeError) as err:
+                problem = yaml_problem(err) if isinstance(err, yaml.YAMLError) else "not UTF-8 text"
+                raise HyperAdaptError(
+                    f"{recipe_file} is damaged ({problem}); pass the task's folder to --task instead"
+                ) from None
             recipe = parse_recipe(data, source=str(recipe_file))
             for entry in recipe.tasks:
-                if entry.label == name_or_path:
+                if name_or_path in (entry.label, entry.task_name()):
                     return entry.load(None)
     if name_or_path in builtin_task_names():
         return load_builtin_task(name_or_path)
@@ -163,15 +182,18 @@ def _task_from_entry_file(path: Path) -> Task:
     """A task described by one recipe-style task entry in a YAML or JSON file."""
     from dataclasses import fields
 
-    from .recipe import TaskEntry, _check_keys
+    from .recipe import TaskEntry, _check_keys, _checked, _hints, yaml_problem
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise HyperAdaptError(f"{path} is not valid YAML: {err}") from None
+        raise HyperAdaptError(f"{path} is not valid YAML: {yaml_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise HyperAdaptError(f"{path} is not UTF-8 text; save it as UTF-8") from None
     if not isinstance(data, dict):
         raise HyperAdaptError(f"{path} must hold one task entry (a mapping such as {{folder: ...}})")
     _check_keys(path.name, data, [f.name for f in fields(TaskEntry)])
+    data = _checked(path.name, data, _hints(TaskEntry))
     try:
         entry = TaskEntry(**data)
     except ValueError as err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base_model import load_sequence_classifier, load_tokenizer
+from .base_model import check_inputs_fit, load_sequence_classifier, load_tokenizer
 from .conditioning import ConditionBuilder, TrainingConditions
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
@@ -102,14 +101,8 @@ class TrainResult:
     seconds: float
 
 
-def prepare_output_dir(path: Path, overwrite: bool) -> None:
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise HyperAdaptError(
-                f"output folder {path} already exists and is not empty; choose another (--output-dir, or "
-                "output_dir= in Python) or replace it (--overwrite, or overwrite=True)"
-            )
-        shutil.rmtree(path)
+# Files that mark a folder as a training run's, which --overwrite may replace.
+RUN_MARKERS = ("metrics.json", "hypernetwork/config.json")
 
 
 def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str, str] | None = None) -> None:
@@ -141,17 +134,20 @@ def train(
     from tqdm.contrib.logging import logging_redirect_tqdm
     from transformers import get_scheduler
 
+    from .export import check_output_folder, export_lora_adapter
+
     start = time.perf_counter()
     out = Path(output_dir or recipe.output_dir)
     cfg = recipe.training
-    # Everything that can fail on user input happens before anything is written.
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        prepare_output_dir(out, overwrite)
+    # Everything that can fail on user input happens before anything is written, and the run is
+    # written to a temporary folder that is renamed into place once complete.
+    check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")
     tasks = recipe.load_tasks()
     held_out = recipe.load_held_out()
     hyper_cfg = recipe.hypernetwork
     base = load_sequence_classifier(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
+    check_inputs_fit(base, tokenizer, cfg.max_length, "training.max_length")
 
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -294,8 +290,6 @@ def train(
     hypernet_dir = out / "hypernetwork"
     adapter_dirs: dict[str, Path] = {}
     if accelerator.is_main_process:
-        prepare_output_dir(out, overwrite)
-        out.mkdir(parents=True, exist_ok=True)
         hypernet.to("cpu")
         import yaml
 
@@ -305,27 +299,32 @@ def train(
         card = hypernetwork_card(
             hypernet, best_metrics, recipe_text, baselines=baselines, best_step=best_step
         )
-        save_atomically(hypernet, hypernet_dir, {"recipe.yaml": recipe_text, "README.md": card.content})
-        if recipe.export_adapters:
-            from .export import export_lora_adapter
-
-            for t in tasks:
-                adapter_dirs[t.name] = export_lora_adapter(
-                    hypernet,
-                    t.name,
-                    out / "adapters" / t.name,
-                    condition=eval_conditions[t.name],
-                    metrics=best_metrics.get(t.name),
-                    hypernetwork_ref=str(hypernet_dir),
-                )
-        summary = {
-            "best_step": best_step,
-            "validation": best_metrics,
-            "majority_baseline": baselines,
-            "train_examples": {t.name: len(t.splits["train"]) for t in tasks},
-            "seconds": round(time.perf_counter() - start, 1),
-        }
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")  # again
+        # The whole run goes to a temporary folder that replaces the output folder once complete.
+        with atomic_dir(out) as tmp:
+            save_atomically(
+                hypernet, tmp / "hypernetwork", {"recipe.yaml": recipe_text, "README.md": card.content}
+            )
+            if recipe.export_adapters:
+                for t in tasks:
+                    export_lora_adapter(
+                        hypernet,
+                        t.name,
+                        tmp / "adapters" / t.name,
+                        condition=eval_conditions[t.name],
+                        metrics=best_metrics.get(t.name),
+                        hypernetwork_ref=str(hypernet_dir),
+                    )
+                    adapter_dirs[t.name] = out / "adapters" / t.name
+            summary = {
+                "best_step": best_step,
+                "validation": best_metrics,
+                "majority_baseline": baselines,
+                "train_examples": {t.name: len(t.splits["train"]) for t in tasks},
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            (tmp / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        logger.info("wrote the hypernetwork, %d adapters and metrics.json to %s", len(adapter_dirs), out)
     accelerator.wait_for_everyone()
     return TrainResult(
         out, hypernet_dir, adapter_dirs, best_metrics, baselines, best_step, time.perf_counter() - start
