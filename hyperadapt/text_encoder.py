@@ -39,7 +39,7 @@ class SentenceEncoder(nn.Module):
         path = resolve_base_model(name_or_path)
         hf_logging.disable_progress_bar()
         try:
-            self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+            self.model = AutoModel.from_pretrained(path, use_safetensors=True).eval().requires_grad_(False)
             self.tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as err:
             raise HyperAdaptError(f"cannot load text encoder {name_or_path!r}: {err}") from None
