@@ -119,7 +119,7 @@ def run(args) -> dict:
         results["runs"].append(run_result)
         print(json.dumps(run_result, indent=1))
     results["summary"] = _summarise(results["runs"], held_tasks)
-    results["majority_baseline"] = {t.name: t.majority_baseline("test") for t in held_tasks}
+    results["majority_baseline"] = {t.name: t.majority_baseline("test", args.max_eval) for t in held_tasks}
     results["environment"] = environment()
     return results
 

@@ -176,8 +176,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     }
     _check_task_path(args.task)
     if (path / "adapter_config.json").is_file():
-        metrics = _eval_adapter(path, args, common)
-        print(json.dumps({"task": args.task, "split": args.split, **metrics}, indent=2))
+        print(json.dumps(_eval_adapter(path, args, common), indent=2))
         return 0
     hypernet = load_hypernetwork(args.model, revision=args.revision)
     if args.description is not None:
@@ -264,7 +263,8 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     tokenizer = load_tokenizer(base_name)
     check_inputs_fit(base, tokenizer, args.max_length, "--max-length")
     with torch.no_grad():
-        return evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
+        metrics = evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
+    return {"task": task.name, "split": common["split"], "mode": "exported adapter", **metrics}
 
 
 def _read_json(file: Path) -> dict:

@@ -141,7 +141,17 @@ class ConditionBuilder:
 
         texts = []
         for ex in examples:
-            label = spec.labels[ex["label"]] if spec.is_classification else f"{float(ex['label']):.2f}"
+            value = ex["label"]
+            if not spec.is_classification:
+                label = f"{float(value):.2f}"
+            elif isinstance(value, str) and value in spec.labels:
+                label = value
+            elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(spec.labels):
+                label = spec.labels[value]
+            else:
+                raise HyperAdaptError(
+                    f"example label {value!r} is not one of the task's labels {spec.labels} (or their indices)"
+                )
             texts.append(example_text(ex, spec.text_fields, label))
         return texts
 

@@ -180,16 +180,20 @@ class Task:
     def sizes(self) -> dict[str, int]:
         return {split: len(self.splits.get(split, [])) for split in SPLITS}
 
-    def majority_baseline(self, split: str = "validation") -> float | None:
-        """Accuracy of always predicting the most frequent training label on ``split``."""
+    def majority_baseline(self, split: str = "validation", max_examples: int | None = None) -> float | None:
+        """Accuracy of always predicting the most frequent training label on ``split``.
+
+        Args:
+            max_examples: Score the same first examples that an evaluation capped this way scores.
+        """
         if not self.spec.is_classification or not self.splits.get(split):
             return None
         counts: dict[int, int] = {}
         for ex in self.splits["train"]:
             counts[ex["label"]] = counts.get(ex["label"], 0) + 1
         majority = max(counts, key=counts.get)
-        hits = sum(ex["label"] == majority for ex in self.splits[split])
-        return hits / len(self.splits[split])
+        examples = self.splits[split][:max_examples] if max_examples else self.splits[split]
+        return sum(ex["label"] == majority for ex in examples) / len(examples)
 
 
 def normalise_examples(spec: TaskSpec, rows: list[dict[str, Any]], split: str, source: str) -> list[dict]:

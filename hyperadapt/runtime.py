@@ -167,7 +167,7 @@ def resolve_task(name_or_path: str, hypernet_dir: str | Path | None = None) -> T
                     f"{recipe_file} is damaged ({problem}); pass the task's folder to --task instead"
                 ) from None
             recipe = parse_recipe(data, source=str(recipe_file))
-            for entry in recipe.tasks:
+            for entry in [*recipe.tasks, *recipe.held_out]:
                 if name_or_path in (entry.label, entry.task_name()):
                     return entry.load(None)
     if name_or_path in builtin_task_names():

@@ -195,7 +195,8 @@ def train(
     streams = [
         TaskBatches(t.splits["train"], cfg.batch_size, recipe.seed + 1 + i) for i, t in enumerate(tasks)
     ]
-    baselines = {t.name: t.majority_baseline() for t in [*tasks, *held_out]}
+    # On the very examples each evaluation scores (the first max_eval_examples).
+    baselines = {t.name: t.majority_baseline(max_examples=cfg.max_eval_examples) for t in [*tasks, *held_out]}
     eval_kwargs = {
         "batch_size": cfg.eval_batch_size,
         "max_length": cfg.max_length,

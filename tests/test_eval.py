@@ -52,3 +52,16 @@ def test_other_label_names_are_refused_not_scored(task_dirs, tmp_path):
 def test_a_missing_task_folder_is_named(trained_run, capsys):
     assert main(["eval", str(trained_run.hypernetwork_dir), "--task", "../nowhere/glue_sst2"]) == 2
     assert "no such task folder" in capsys.readouterr().err
+
+
+def test_majority_baseline_counts_the_examples_that_are_scored():
+    from hyperadapt.data import Task, TaskSpec
+
+    spec = TaskSpec("t", "sequence_classification", ["sentence"], labels=["a", "b"])
+    train = [{"sentence": f"t{i}", "label": 0} for i in range(3)] + [{"sentence": "u", "label": 1}]
+    validation = [{"sentence": f"v{i}", "label": 1} for i in range(2)] + [
+        {"sentence": f"w{i}", "label": 0} for i in range(6)
+    ]
+    task = Task(spec, {"train": train, "validation": validation})
+    assert task.majority_baseline() == 6 / 8
+    assert task.majority_baseline(max_examples=4) == 2 / 4

@@ -181,3 +181,16 @@ def test_eval_takes_a_dataset_spec_the_hypernetwork_never_saw(described_run, tmp
     assert main(["eval", str(described_run.hypernetwork_dir), "--task", str(entry)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["task"] == "csv_reviews" and printed["mode"] == "zero-shot" and printed["n"] > 0
+
+
+def test_few_shot_examples_may_give_labels_by_name_or_index(described_run):
+    hypernet = load_hypernetwork(described_run.hypernetwork_dir)
+    runtime = Runtime(hypernet)
+    spec = new_task_spec("t", "Decide if a review is positive.", NEW_LABELS)
+    by_name = [{"sentence": "good film", "label": "positive"}, {"sentence": "bad film", "label": "negative"}]
+    by_index = [{"sentence": "good film", "label": 1}, {"sentence": "bad film", "label": 0}]
+    a = hypernet(runtime.condition(spec, examples=by_name))[0]["attention.self.query"][0]
+    b = hypernet(runtime.condition(spec, examples=by_index))[0]["attention.self.query"][0]
+    assert torch.equal(a, b)
+    with pytest.raises(HyperAdaptError, match="not one of the task's labels"):
+        runtime.condition(spec, examples=[{"sentence": "x", "label": "neutral"}])
