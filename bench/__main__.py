@@ -22,7 +22,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     commands = parser.add_subparsers(dest="command", required=True)
     zero_shot.add_arguments(
-        commands.add_parser("zero-shot", help="leave-tasks-out zero-/few-shot evaluation")
+        commands.add_parser(
+            "zero-shot",
+            help="leave-tasks-out zero-/few-shot evaluation",
+            description=zero_shot.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     )
     args = parser.parse_args()
     if args.command == "zero-shot":

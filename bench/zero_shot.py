@@ -196,21 +196,33 @@ def markdown(results: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipe", default="recipes/zero_shot.yaml")
+    parser.add_argument(
+        "--recipe", default="recipes/zero_shot.yaml", help="recipe with the tasks (default: %(default)s)"
+    )
     parser.add_argument(
         "--held-out",
         default="glue_sst2,tweeteval_stance_atheism,bigbench_epistemic_nli",
         type=lambda s: [t.strip() for t in s.split(",") if t.strip()],
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--peft-steps", type=int, default=300)
-    parser.add_argument("--shots", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: %(default)s)")
+    parser.add_argument(
+        "--steps", type=int, default=600, help="training steps per model (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--peft-steps", type=int, default=300, help="steps of the per-task peft LoRA (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--shots",
+        type=int,
+        nargs="+",
+        default=[4, 16],
+        help="k of few-shot conditions (default: %(default)s)",
+    )
     parser.add_argument("--max-eval", type=int, default=400, help="test examples per held-out task")
     parser.add_argument(
         "--max-eval-train", type=int, default=200, help="validation examples per training task"
     )
-    parser.add_argument("--out", default="bench/results/zero_shot")
+    parser.add_argument("--out", default="bench/results/zero_shot", help="(default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 120 steps, small evaluations")
 
 
