@@ -93,14 +93,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .export import ADAPTER_CONFIG, check_output_folder, export_lora_adapter
-    from .hub import known_metrics, push_adapter
+    from .files import atomic_dir
+    from .hub import check_push_target, known_metrics, push_adapter
     from .runtime import Runtime, load_hypernetwork, new_task_spec
 
-    if not args.task and not args.description:
+    if not args.task and args.description is None:
         raise HyperAdaptError(
             "say which adapter to generate: --task NAME, or --description '...' --labels '...'"
         )
     check_output_folder(Path(args.out), args.overwrite, "--out", (ADAPTER_CONFIG,), "an exported adapter")
+    if args.push_to_hub:
+        check_push_target(args.push_to_hub)  # a bad repo id fails before anything is generated
     hypernet = load_hypernetwork(args.hypernetwork, revision=args.revision)
     if args.examples:
         _check_conditioned_on(hypernet, "examples", "--examples")
@@ -113,6 +116,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     elif args.description is not None:
         if not args.labels:
             raise HyperAdaptError("a new task needs its labels: --labels 'name: what it means; name2: ...'")
+        if args.name in hypernet.task_index:
+            raise HyperAdaptError(
+                f"--name {args.name!r} is a training task of this hypernetwork; name the new task differently "
+                f"(or use --task {args.name} without --labels for the training task)"
+            )
         fields = [f.strip() for f in args.text_fields.split(",")] if args.text_fields else None
         spec = new_task_spec(args.task or args.name or "new_task", args.description, args.labels, fields)
     else:
@@ -120,18 +128,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     examples = _read_examples(args.examples, spec) if args.examples else None
     runtime = Runtime(hypernet)
     condition = runtime.condition(spec, description=args.description, examples=examples)
-    out = export_lora_adapter(
-        hypernet,
-        spec,
-        args.out,
-        condition=condition,
-        overwrite=args.overwrite,
-        metrics=known_metrics(hypernet, spec.name) if spec.name in hypernet.task_index else None,
-        hypernetwork_ref=args.hypernetwork + (f"@{args.revision}" if args.revision else ""),
-    )
-    print(out)
-    if args.push_to_hub:
-        print(push_adapter(out, args.push_to_hub, private=args.private or None))
+    # Written to a temporary folder, pushed from there, and renamed into place only once pushed:
+    # a failed push leaves no --out folder behind.
+    with atomic_dir(args.out) as staged:
+        export_lora_adapter(
+            hypernet,
+            spec,
+            staged,
+            condition=condition,
+            overwrite=True,  # the empty staging folder; --out itself was checked above
+            metrics=known_metrics(hypernet, spec.name) if spec.name in hypernet.task_index else None,
+            hypernetwork_ref=args.hypernetwork + (f"@{args.revision}" if args.revision else ""),
+        )
+        url = (
+            push_adapter(staged, args.push_to_hub, private=args.private or None) if args.push_to_hub else None
+        )
+    print(Path(args.out))
+    if url:
+        print(url)
     return 0
 
 
@@ -199,7 +213,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.shots:
         import numpy as np
 
-        order = np.random.default_rng(args.seed).permutation(len(task.splits["train"]))[: args.shots]
+        available = len(task.splits["train"])
+        if args.shots > available:
+            raise HyperAdaptError(
+                f"--shots {args.shots} is more than the {available} training examples of task {task.name!r}; "
+                f"use --shots {available} or fewer"
+            )
+        order = np.random.default_rng(args.seed).permutation(available)[: args.shots]
         examples = [task.splits["train"][i] for i in order]
     condition = runtime.condition(spec, description=args.description, examples=examples)
     metrics = evaluate_hypernetwork(hypernet, runtime.adapted, runtime.tokenizer, task, condition, **common)
@@ -353,14 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", help="what the task is, in plain words (a new task, or a new wording)")
     p.add_argument("--labels", help="a new task's labels: 'name: what it means; name2: what it means'")
     p.add_argument("--examples", help="a JSONL file of labelled examples for a few-shot condition")
-    p.add_argument("--name", help="the name of a new task (default: --task or new_task)")
+    p.add_argument("--name", type=_text, help="the name of a new task (default: --task or new_task)")
     p.add_argument(
-        "--text-fields", help="input fields of a new task, e.g. sentence1,sentence2 (default: sentence)"
+        "--text-fields",
+        type=_text,
+        help="input fields of a new task, e.g. sentence1,sentence2 (default: sentence)",
     )
     p.add_argument("--out", required=True, type=_text, help="the adapter folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    p.add_argument("--revision", help="branch, tag or commit of a hypernetwork on the Hub")
-    p.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the adapter to this Hub repo")
+    p.add_argument("--revision", type=_text, help="branch, tag or commit of a hypernetwork on the Hub")
+    p.add_argument(
+        "--push-to-hub", metavar="REPO_ID", type=_text, help="also push the adapter to this Hub repo"
+    )
     p.add_argument("--private", action="store_true", help="create the --push-to-hub repo private")
     p.set_defaults(func=_cmd_generate)
 
@@ -395,8 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shots", type=_count, default=0, help="condition on K labelled training examples as well"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for drawing the --shots examples")
-    p.add_argument("--revision", help="branch, tag or commit of a hypernetwork on the Hub")
+    p.add_argument("--seed", type=_count, default=0, help="seed for drawing the --shots examples")
+    p.add_argument("--revision", type=_text, help="branch, tag or commit of a hypernetwork on the Hub")
     p.set_defaults(func=_cmd_eval)
 
     p = verbs.add_parser(
@@ -416,7 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo_id", help="the Hub repository, namespace/name")
     p.add_argument("--private", action="store_true", help="create the repository private")
     p.add_argument(
-        "--revision", "--branch", dest="revision", help="the branch to push to (created if missing)"
+        "--revision",
+        "--branch",
+        dest="revision",
+        type=_text,
+        help="the branch to push to (created if missing)",
     )
     p.add_argument("--commit-message", help="the commit's summary")
     p.set_defaults(func=_cmd_push)

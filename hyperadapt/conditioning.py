@@ -180,6 +180,8 @@ class ConditionBuilder:
         if use_name and "name" in self.parts and spec.name in self.task_names:
             condition.task = spec.name
         text = description if description is not None else spec.description
+        if description is not None and not description.strip():
+            raise HyperAdaptError("the task description is empty; write what the task is")
         if "description" in self.parts and text:
             if not text.strip():
                 raise HyperAdaptError("the task description is empty; write what the task is")

@@ -90,6 +90,10 @@ def hub_errors(ref: str, revision: str | None = None, action: str = "download") 
     except HyperAdaptError:
         raise
     except HFValidationError as err:
+        if action == "push":
+            raise HyperAdaptError(
+                f"cannot push to {ref!r}: it is not a valid Hub repo id (namespace/name): {err}"
+            ) from None
         raise HyperAdaptError(
             f"{ref!r} is neither an existing folder nor a valid Hub repo id (namespace/name): {err}"
         ) from None
@@ -382,6 +386,7 @@ class HyperNetworkHubMixin(PyTorchModelHubMixin):
             )
             hub_ref = {"repo_id": ref, "revision": revision, "commit": source.name}
         try:
+            check_config_file(source)
             model = super().from_pretrained(str(source), **model_kwargs)
         except HyperAdaptError as err:
             if hub_ref is None:
@@ -434,6 +439,24 @@ class HyperNetworkHubMixin(PyTorchModelHubMixin):
             metrics=metrics,
             recipe=recipe,
         )
+
+
+def check_config_file(folder: Path) -> None:
+    """Refuse a ``config.json`` that is not a JSON object, before anything reads its keys.
+
+    Raises:
+        HyperAdaptError: naming the file; the checkpoint is damaged.
+    """
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return  # reported by the loader, which knows whether the folder is a hypernetwork at all
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HyperAdaptError(
+            f"{folder}/{CONFIG_NAME} is not valid JSON ({getattr(err, 'msg', err)}); the checkpoint is damaged"
+        ) from None
+    if not isinstance(config, dict):
+        raise HyperAdaptError(f"{folder}/{CONFIG_NAME} is not a JSON object; the checkpoint is damaged")
 
 
 def hypernetwork_manifest(hypernet: HyperNetwork) -> dict[str, Any]:
@@ -664,6 +687,21 @@ def _human_bytes(n: int) -> str:
 
 
 # -- pushing -----------------------------------------------------------------------------------
+
+
+def check_push_target(repo_id: str) -> None:
+    """Refuse, before any work is done, a repo id that cannot be pushed to, or an offline Hub.
+
+    Raises:
+        HyperAdaptError: for an invalid repo id or ``HF_HUB_OFFLINE``.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import validate_repo_id
+
+    with hub_errors(repo_id, action="push"):
+        validate_repo_id(repo_id)
+    if constants.is_offline_mode():
+        raise HyperAdaptError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; unset it to reach the Hub")
 
 
 def _upload(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -37,14 +36,6 @@ def load_hypernetwork(ref: str | Path, revision: str | None = None) -> HyperNetw
         if not (path / "config.json").is_file():
             hint = " (did you mean its hypernetwork/ subfolder?)" if (path / "hypernetwork").is_dir() else ""
             raise HyperAdaptError(f"{ref} is not a saved hypernetwork: config.json is missing{hint}")
-        try:
-            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise HyperAdaptError(
-                f"{ref}/config.json is not valid JSON ({getattr(err, 'msg', err)}); the checkpoint is damaged"
-            ) from None
-        if not isinstance(config, dict):
-            raise HyperAdaptError(f"{ref}/config.json is not a JSON object; the checkpoint is damaged")
     try:
         return HyperNetwork.from_pretrained(ref, revision=revision)
     except HyperAdaptError:

@@ -129,3 +129,22 @@ def trained_run(tiny_bert, task_dirs, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     recipe = parse_recipe(tiny_recipe(tiny_bert, task_dirs, out))
     return train(recipe, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def described_run(tiny_bert, task_dirs, tmp_path_factory):
+    """A hypernetwork conditioned on names, descriptions and examples, with a label-semantic head."""
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    out = tmp_path_factory.mktemp("described") / "out"
+    data = tiny_recipe(tiny_bert, task_dirs, out, steps=6)
+    data["hypernetwork"].update(
+        conditioning=["name", "description", "examples"],
+        head="label_semantic",
+        text_encoder=tiny_bert,
+        condition_dropout=0.3,
+        few_shot_range=[2, 4],
+    )
+    data["tasks"][0]["descriptions"] = ["Is the review positive?", "Tell good reviews from bad ones."]
+    return train(parse_recipe(data), show_progress=False)

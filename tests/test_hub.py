@@ -173,6 +173,8 @@ except HyperAdaptError as err:
         "tester/pickled", {"config.json": files["config.json"], "pytorch_model.bin": b"\x80\x04pickle"}
     )
     hub.add_files("tester/not-a-hypernet", {"README.md": b"# nothing here\n"})
+    hub.add_files("tester/config-not-json", {**files, "config.json": b"{oops"})
+    hub.add_files("tester/config-a-list", {**files, "config.json": b"[1]"})
     for name in ("truncated", "flipped", "short-body", "down"):
         hub.add_files(f"tester/{name}", files)
     hub.add_files("tester/stored-truncated", {**files, "model.safetensors": weights[: len(weights) // 2]})
@@ -248,6 +250,22 @@ result = {{
                 str(out / "x8"),
             ),
             cli("dropped", "generate", "tester/down", "--task", "single", "--out", str(out / "x9")),
+            cli("config_not_json", "eval", "tester/config-not-json", "--task", "single"),
+            cli("config_a_list", "eval", "tester/config-a-list", "--task", "single"),
+            *[
+                cli(
+                    name,
+                    "generate",
+                    HYPER,
+                    "--task",
+                    "single",
+                    "--out",
+                    str(out / name),
+                    "--push-to-hub",
+                    bad,
+                )
+                for name, bad in (("push_to_bad_id", "bad id"), ("push_to_deep_id", "a/b/c"))
+            ],
             py(
                 "anonymous_private",
                 f"""
@@ -453,6 +471,10 @@ def test_pushed_adapter_is_a_peft_repository_that_plain_peft_loads(session, hub,
         ("short_body", r"download of tester/short-body .*was truncated"),
         ("stored_truncated", r"tester/stored-truncated.*model\.safetensors is corrupt or truncated"),
         ("dropped", r"cannot download tester/down: network error talking to http://127\.0\.0\.1:\d+"),
+        ("config_not_json", r"tester/config-not-json/config\.json is not valid JSON"),
+        ("config_a_list", r"tester/config-a-list/config\.json is not a JSON object"),
+        ("push_to_bad_id", r"cannot push to 'bad id': it is not a valid Hub repo id"),
+        ("push_to_deep_id", r"cannot push to 'a/b/c': it is not a valid Hub repo id"),
     ],
 )
 def test_hub_errors_are_one_clear_line(session, step, message):
@@ -460,6 +482,7 @@ def test_hub_errors_are_one_clear_line(session, step, message):
 
     line = _one_error_line(session["pulled"][step])
     assert re.search(message, line), line
+    assert not (session["out"] / step).exists()  # nothing generated when the push target is bad
 
 
 def test_nothing_pickled_or_corrupt_is_kept(session, hub):

@@ -16,24 +16,6 @@ from .conftest import tiny_recipe, write_task
 NEW_LABELS = "negative: the text speaks badly of it; positive: the text speaks well of it"
 
 
-@pytest.fixture(scope="session")
-def described_run(tiny_bert, task_dirs, tmp_path_factory):
-    from hyperadapt.recipe import parse_recipe
-    from hyperadapt.training import train
-
-    out = tmp_path_factory.mktemp("described") / "out"
-    data = tiny_recipe(tiny_bert, task_dirs, out, steps=6)
-    data["hypernetwork"].update(
-        conditioning=["name", "description", "examples"],
-        head="label_semantic",
-        text_encoder=tiny_bert,
-        condition_dropout=0.3,
-        few_shot_range=[2, 4],
-    )
-    data["tasks"][0]["descriptions"] = ["Is the review positive?", "Tell good reviews from bad ones."]
-    return train(parse_recipe(data), show_progress=False)
-
-
 def test_generate_from_a_description_writes_a_peft_adapter_that_matches(described_run, tmp_path):
     hypernet_dir = str(described_run.hypernetwork_dir)
     out = tmp_path / "new"
