@@ -112,7 +112,7 @@ class ConditionBuilder:
         self.parts = list(config.conditioning)
         self.label_semantic = config.head == "label_semantic"
         self.task_names = set(task_names)
-        self.needs_text = self.label_semantic or "description" in self.parts or "examples" in self.parts
+        self.needs_text = config.uses_text_encoder
         self._encoder = encoder
         self._encoder_name = config.text_encoder
 

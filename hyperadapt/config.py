@@ -146,6 +146,11 @@ class HyperNetConfig:
             raise ValueError(f"task names must be unique, got {names}")
 
     @property
+    def uses_text_encoder(self) -> bool:
+        """Whether descriptions, examples or labels are encoded (so a text encoder is needed)."""
+        return self.head == "label_semantic" or bool({"description", "examples"} & set(self.conditioning))
+
+    @property
     def lora_scaling(self) -> float:
         return self.lora_alpha / self.lora_rank
 

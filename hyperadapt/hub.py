@@ -642,7 +642,7 @@ def hypernetwork_card(
         adapter_parameters=f"{num_params:,}",
         adapter_size=_human_bytes(4 * num_params),
         head=_HEADS.get(getattr(cfg, "head", "task"), getattr(cfg, "head", "task")),
-        text_encoder=getattr(cfg, "text_encoder", None) if _uses_text(cfg) else None,
+        text_encoder=getattr(cfg, "text_encoder", None) if cfg.uses_text_encoder else None,
         hypernetwork_parameters=f"{hypernet.num_parameters():,}",
         generator_parameters=f"{hypernet.generator_parameters():,}",
         tasks=[
@@ -670,12 +670,6 @@ _HEADS = {
     "task": "a learned classifier head per training task",
     "label_semantic": "label-semantic: output rows computed from the encoded label names and descriptions",
 }
-
-
-def _uses_text(cfg) -> bool:
-    return getattr(cfg, "head", "task") == "label_semantic" or bool(
-        {"description", "examples"} & set(getattr(cfg, "conditioning", []))
-    )
 
 
 def _human_bytes(n: int) -> str:

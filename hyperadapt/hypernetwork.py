@@ -195,8 +195,7 @@ class HyperNetwork(
         """
         from .injection import describe_base_model
 
-        needs_text = config.head == "label_semantic" or {"description", "examples"} & set(config.conditioning)
-        if needs_text and not text_dim:
+        if config.uses_text_encoder and not text_dim:
             raise ValueError("this config uses the text encoder: pass text_dim (SentenceEncoder.dim)")
         filled = HyperNetConfig.from_dict(
             {
@@ -225,9 +224,7 @@ class HyperNetwork(
                 self.spec(condition.task)
             return condition
         self.spec(condition)
-        if self.config.head == "label_semantic" or {"description", "examples"} & set(
-            self.config.conditioning
-        ):
+        if self.config.uses_text_encoder:
             raise HyperAdaptError(
                 f"this hypernetwork is conditioned on {self.config.conditioning} with a {self.config.head} head; "
                 "build the condition with ConditionBuilder (or use Runtime.condition) instead of a task name"

@@ -155,10 +155,11 @@ def train(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
     )
     set_seed(recipe.seed)
-    needs_text = hyper_cfg.head == "label_semantic" or {"description", "examples"} & set(
-        hyper_cfg.conditioning
+    encoder = (
+        SentenceEncoder(hyper_cfg.text_encoder).to(accelerator.device)
+        if hyper_cfg.uses_text_encoder
+        else None
     )
-    encoder = SentenceEncoder(hyper_cfg.text_encoder).to(accelerator.device) if needs_text else None
     hypernet = HyperNetwork.build(
         hyper_cfg, [t.spec for t in tasks], base, text_dim=encoder.dim if encoder else None
     )
