@@ -112,7 +112,6 @@ class ConditionBuilder:
         self.parts = list(config.conditioning)
         self.label_semantic = config.head == "label_semantic"
         self.task_names = set(task_names)
-        self.needs_text = config.uses_text_encoder
         self._encoder = encoder
         self._encoder_name = config.text_encoder
 

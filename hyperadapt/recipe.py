@@ -541,6 +541,16 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
     return recipe
 
 
+def read_yaml_file(path: Path, what: str) -> Any:
+    """Parse a YAML file; a file that is not UTF-8 or not YAML is a `HyperAdaptError` naming ``what``."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise HyperAdaptError(f"{what} is not valid YAML: {yaml_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise HyperAdaptError(f"{what} is not UTF-8 text; save it as UTF-8") from None
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe file and apply ``key=value`` overrides.
 
@@ -556,12 +566,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise HyperAdaptError(f"recipe {path} is a folder; give the recipe's YAML file")
     if not path.is_file():
         raise HyperAdaptError(f"recipe {path} does not exist; check the path")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise HyperAdaptError(f"recipe {path} is not valid YAML: {yaml_problem(err)}") from None
-    except UnicodeDecodeError:
-        raise HyperAdaptError(f"recipe {path} is not UTF-8 text; save it as UTF-8") from None
+    data = read_yaml_file(path, f"recipe {path}")
     if data is not None and not isinstance(data, dict):
         raise HyperAdaptError(
             f"recipe {path}: expected a mapping of sections at the top level, got {type(data).__name__}"

@@ -173,14 +173,9 @@ def _task_from_entry_file(path: Path) -> Task:
     """A task described by one recipe-style task entry in a YAML or JSON file."""
     from dataclasses import fields
 
-    from .recipe import TaskEntry, _check_keys, _checked, _hints, yaml_problem
+    from .recipe import TaskEntry, _check_keys, _checked, _hints, read_yaml_file
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise HyperAdaptError(f"{path} is not valid YAML: {yaml_problem(err)}") from None
-    except UnicodeDecodeError:
-        raise HyperAdaptError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+    data = read_yaml_file(path, str(path))
     if not isinstance(data, dict):
         raise HyperAdaptError(f"{path} must hold one task entry (a mapping such as {{folder: ...}})")
     _check_keys(path.name, data, [f.name for f in fields(TaskEntry)])
