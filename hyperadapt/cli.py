@@ -92,9 +92,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from .cards import known_metrics
     from .export import ADAPTER_CONFIG, check_output_folder, export_lora_adapter
     from .files import atomic_dir
-    from .hub import check_push_target, known_metrics, push_adapter
+    from .hub import check_push_target, push_adapter
     from .runtime import Runtime, load_hypernetwork, new_task_spec
 
     if not args.task and args.description is None:

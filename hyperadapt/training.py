@@ -295,7 +295,7 @@ def train(
         hypernet.to("cpu")
         import yaml
 
-        from .hub import hypernetwork_card
+        from .cards import hypernetwork_card
 
         recipe_text = yaml.safe_dump(recipe.to_dict(), sort_keys=False)
         card = hypernetwork_card(

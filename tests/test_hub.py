@@ -516,7 +516,7 @@ def test_private_offline_and_unreachable_hub(session):
 
 
 def test_training_writes_the_card_with_validation_metrics(trained_run):
-    from hyperadapt.hub import card_metrics
+    from hyperadapt.cards import card_metrics
 
     folder = trained_run.hypernetwork_dir
     assert (folder / "README.md").is_file() and (folder / "hyperadapt.json").is_file()
@@ -531,7 +531,7 @@ def test_training_writes_the_card_with_validation_metrics(trained_run):
 
 
 def test_adapter_card_for_push_names_a_hub_base_model(trained_run, tmp_path):
-    from hyperadapt.hub import adapter_card_for_push
+    from hyperadapt.cards import adapter_card_for_push
 
     folder = tmp_path / "adapter"
     shutil.copytree(trained_run.adapter_dirs["single"], folder)
