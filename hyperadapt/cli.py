@@ -75,8 +75,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"training.max_steps={args.max_steps}")
     recipe = load_recipe(args.recipe, overrides)
     result = train(
-        recipe, output_dir=args.output_dir, overwrite=args.overwrite, show_progress=not args.no_progress
+        recipe,
+        output_dir=args.output_dir,
+        overwrite=args.overwrite,
+        show_progress=not args.no_progress,
+        resume=args.resume,
     )
+    if result.process_index != 0:  # under accelerate launch, the main process reports
+        return 0
     print(f"\nbest validation (step {result.best_step}, {result.seconds:.0f} s):")
     print(f"{'task':<40} {'metric':<10} {'value':>7} {'majority':>9}")
     for name, metrics in result.metrics.items():
@@ -354,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=_text, help="where to write (default: the recipe's output_dir)")
     p.add_argument("--max-steps", type=_positive_int, help="override training.max_steps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        type=_text,
+        metavar="latest|PATH",
+        help="continue a run from its last checkpoint (latest, the default) or from a checkpoint folder",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "overrides",

@@ -17,11 +17,16 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
+def atomic_dir(target: str | Path, carry: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success it replaces ``target`` whole.
 
     On an exception the temporary folder is removed and ``target`` is left as it was. The folder
     gets ordinary permissions (``mkdtemp`` alone would make it private to its owner).
+
+    Args:
+        target: The folder to create or replace.
+        carry: Names of entries of the existing ``target`` that move into the new folder, just
+            before it replaces ``target`` (a run's checkpoints, say, which must survive it).
 
     Example:
         >>> with atomic_dir("out/adapter") as tmp:  # doctest: +SKIP
@@ -37,13 +42,24 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             os.chmod(root, 0o777 & ~mask)
             for name in files:
                 os.chmod(os.path.join(root, name), 0o666 & ~mask)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        moved = []
+        try:
+            for name in carry:
+                if (target / name).exists():
+                    os.replace(target / name, tmp / name)
+                    moved.append(name)
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            for name in moved:  # put them back before the temporary folder is removed
+                if (tmp / name).exists() and target.is_dir():
+                    os.replace(tmp / name, target / name)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

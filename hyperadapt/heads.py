@@ -59,7 +59,9 @@ class TaskHeads(nn.Module):
                 "this hypernetwork has one head per training task and none for a new task; train it with "
                 "hypernetwork.head: label_semantic to classify tasks it never saw"
             )
-        return {_unkey(name): p for name, p in self.heads[_key(condition.task)].items()}
+        # Views, not the parameters themselves: under DistributedDataParallel a parameter returned
+        # as is has no autograd node linking it to the outputs, so it would be taken for unused.
+        return {_unkey(name): p.view_as(p) for name, p in self.heads[_key(condition.task)].items()}
 
 
 class LabelSemanticHead(nn.Module):
@@ -94,7 +96,7 @@ class LabelSemanticHead(nn.Module):
         if condition.labels is None:
             raise HyperAdaptError("a label-semantic head needs the encoded labels of the task")
         labels = condition.labels.to(self.weight_map.weight.device)
-        head = {_unkey(name): p for name, p in self.shared.items()}
+        head = {_unkey(name): p.view_as(p) for name, p in self.shared.items()}  # see TaskHeads
         head[self.weight_name] = self.weight_map(labels)
         if self.bias_name is not None:
             head[self.bias_name] = self.bias_map(labels).squeeze(-1)

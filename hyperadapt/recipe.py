@@ -42,6 +42,8 @@ LR_SCHEDULERS = (
     "constant_with_warmup",
     "inverse_sqrt",
 )
+# accelerate's trackers (each needs its own package installed).
+TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "trackio", "swanlab")
 
 
 @dataclass
@@ -75,6 +77,15 @@ class TrainingConfig:
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'bf16' or 'fp16' (GPU only)."})
     log_every: int = field(default=20, metadata={"help": "Log the running loss every N steps."})
+    save_every: int = field(
+        default=0,
+        metadata={"help": "Write a resumable checkpoint every N steps and at the end (0: never)."},
+    )
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept; older ones are deleted."})
+    report_to: list[str] | str = field(
+        default_factory=list,
+        metadata={"help": "accelerate trackers to log to, e.g. [tensorboard] (logs in OUTPUT_DIR/logs)."},
+    )
 
     def __post_init__(self) -> None:
         for name in (
@@ -85,12 +96,24 @@ class TrainingConfig:
             "max_eval_examples",
             "gradient_accumulation_steps",
             "log_every",
+            "save_total_limit",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"training.{name} must be a positive integer, got {value!r}")
-        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValueError(f"training.eval_every must be an integer >= 0, got {self.eval_every!r}")
+        for name in ("eval_every", "save_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"training.{name} must be an integer >= 0, got {value!r}")
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
+        if not isinstance(self.report_to, list) or not all(isinstance(t, str) for t in self.report_to):
+            raise ValueError(f"training.report_to must be a list of tracker names, got {self.report_to!r}")
+        for tracker in self.report_to:
+            if tracker not in TRACKERS:
+                close = difflib.get_close_matches(tracker, TRACKERS, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"use some of {', '.join(TRACKERS)}"
+                raise ValueError(f"training.report_to: unknown tracker {tracker!r}; {hint}")
         for name in ("learning_rate", "temperature"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

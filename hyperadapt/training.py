@@ -3,13 +3,21 @@
 Every step draws one task (temperature sampling over task sizes), generates that task's adapters
 once, and runs one single-task batch through the frozen base model with them. Only the
 hypernetwork and the task heads receive gradients.
+
+Data parallel: every process draws the same task, the same condition and the same global batch
+(all samplers share their seeds), and trains on its own equal share of that batch; gradients are
+averaged across processes. So a step of N processes with ``batch_size`` B computes what one
+process computes with ``batch_size`` N x B, and each step still holds one task.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +27,19 @@ import numpy as np
 import torch
 
 from .base_model import check_inputs_fit, load_sequence_classifier, load_tokenizer
+from .checkpoints import (
+    CHECKPOINTS,
+    STATE_FORMAT,
+    check_resumable,
+    find_checkpoint,
+    latest_is_final,
+    list_checkpoints,
+    load_best,
+    load_checkpoint,
+    read_state,
+    recover_checkpoints,
+    save_checkpoint,
+)
 from .conditioning import ConditionBuilder, TrainingConditions
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
@@ -29,6 +50,8 @@ from .recipe import Recipe
 from .text_encoder import SentenceEncoder
 
 logger = logging.getLogger(__name__)
+_other_ranks = logging.getLogger(f"{__name__}.other_ranks")
+_other_ranks.setLevel(logging.ERROR)
 
 
 class TaskSampler:
@@ -56,11 +79,19 @@ class TaskSampler:
 
 
 class TaskBatches:
-    """Endless shuffled single-task batches, reshuffled each epoch from a seeded generator."""
+    """Endless shuffled single-task batches, reshuffled each epoch from a seeded generator.
 
-    def __init__(self, examples: list[dict], batch_size: int, seed: int):
+    Args:
+        examples: The task's training examples.
+        batch_size: Examples per batch (fewer when the task has fewer).
+        seed: Seeds the shuffles.
+        multiple_of: Batch sizes are kept a multiple of this (the number of processes, which
+            split each batch into equal shares).
+    """
+
+    def __init__(self, examples: list[dict], batch_size: int, seed: int, multiple_of: int = 1):
         self.examples = examples
-        self.batch_size = min(batch_size, len(examples))
+        self.batch_size = min(batch_size, len(examples) - len(examples) % multiple_of)
         self.rng = np.random.default_rng(seed)
         self.order: list[int] = []
         self.position = 0
@@ -99,10 +130,16 @@ class TrainResult:
     baselines: dict[str, float | None]
     best_step: int
     seconds: float
+    world_size: int = 1
+    process_index: int = 0
+    resumed_from: Path | None = None
+    hypernetwork: HyperNetwork | None = None
 
 
 # Files that mark a folder as a training run's, which --overwrite may replace.
-RUN_MARKERS = ("metrics.json", "hypernetwork/config.json")
+RUN_MARKERS = ("metrics.json", "hypernetwork/config.json", f"{CHECKPOINTS}")
+METRICS_FILE = "metrics.json"
+LOGS = "logs"
 
 
 def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str, str] | None = None) -> None:
@@ -113,23 +150,107 @@ def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str,
             (tmp / name).write_text(text, encoding="utf-8")
 
 
+def _resume_point(out: Path, resume: str | None, overwrite: bool) -> Path | None:
+    """Check the output folder for a new or a resumed run; return the checkpoint to resume from.
+
+    Everything is checked before any work is done and before anything is written.
+    """
+    from .export import check_output_folder
+
+    recover_checkpoints(out)
+    has_checkpoints = bool(list_checkpoints(out))
+    finished = (out / METRICS_FILE).exists() and (not has_checkpoints or latest_is_final(out))
+    if resume is None:
+        if not overwrite and has_checkpoints and not finished:
+            raise HyperAdaptError(
+                f"output folder {out} holds checkpoints of an unfinished run; pass --resume latest to "
+                "continue it, or --overwrite to start over"
+            )
+        check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")
+        return None
+    if overwrite:
+        raise HyperAdaptError("--overwrite starts a run over and --resume continues one; pass only one")
+    if finished:
+        raise HyperAdaptError(
+            f"the run in {out} has finished ({METRICS_FILE} is written), so there is nothing to resume; "
+            "start a new run with another --output-dir, or pass --overwrite instead of --resume"
+        )
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CHECKPOINTS).is_dir())):
+        raise HyperAdaptError(
+            f"output folder {out} is not a training run hyperadapt started (it has no {CHECKPOINTS}/ "
+            "folder); check --output-dir"
+        )
+    checkpoint = find_checkpoint(out, resume)
+    if checkpoint is None:
+        check_output_folder(out, True, "--output-dir", RUN_MARKERS, "a training run")
+    return checkpoint
+
+
+def _fingerprint(recipe_dict: dict[str, Any], tasks: list) -> str:
+    """A digest of the recipe and the training data, equal on processes that run the same job."""
+    digest = hashlib.sha256(json.dumps(recipe_dict, sort_keys=True, default=str).encode())
+    for task in tasks:
+        digest.update(task.name.encode())
+        digest.update(json.dumps(task.splits["train"], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _tracker_config(recipe_dict: dict[str, Any]) -> dict[str, Any]:
+    """The recipe flattened to the scalar values trackers accept (lists and mappings as JSON)."""
+    flat: dict[str, Any] = {}
+    for section, value in recipe_dict.items():
+        if section in ("tasks", "held_out"):
+            flat[section] = ", ".join(
+                str(t.get("builtin") or t.get("folder") or t.get("dataset")) for t in value
+            )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                flat[f"{section}.{key}"] = (
+                    item if isinstance(item, (int, float, str, bool)) else json.dumps(item)
+                )
+        else:
+            flat[section] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+    return flat
+
+
+@torch.no_grad()
+def adapter_norm(hypernet: HyperNetwork, condition) -> float:
+    """Frobenius norm of the weight update ``B @ A`` a condition generates, over all adapted modules."""
+    adapters, _head = hypernet(condition)
+    total = 0.0
+    for a, b in adapters.values():
+        total += float(torch.linalg.matrix_norm(b.float() @ a.float()).square().sum())
+    return math.sqrt(total)
+
+
 def train(
-    recipe: Recipe, output_dir: str | Path | None = None, overwrite: bool = False, show_progress: bool = True
+    recipe: Recipe,
+    output_dir: str | Path | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    resume: str | None = None,
 ) -> TrainResult:
     """Train a hypernetwork as a recipe says; write it, its metrics and one adapter per task.
+
+    Runs on one process, or on several under ``accelerate launch`` (data parallel, see the module
+    docstring).
 
     Args:
         recipe: From `hyperadapt.recipe.load_recipe`.
         output_dir: Overrides ``recipe.output_dir``.
         overwrite: Replace an existing, non-empty output folder.
         show_progress: Show a tqdm bar (main process only).
+        resume: ``"latest"`` or a checkpoint folder: continue the run from there (the recipe must
+            be the one the run started with). With ``"latest"`` and no checkpoint yet, the run
+            starts from step 0.
 
     Example:
         >>> result = train(load_recipe("recipes/quickstart.yaml"))  # doctest: +SKIP
         >>> result.metrics["rt_sentiment"]["accuracy"]
     """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import ProjectConfiguration, gather_object, set_seed
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
     from transformers import get_scheduler
@@ -139,9 +260,14 @@ def train(
     start = time.perf_counter()
     out = Path(output_dir or recipe.output_dir)
     cfg = recipe.training
-    # Everything that can fail on user input happens before anything is written, and the run is
-    # written to a temporary folder that is renamed into place once complete.
-    check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")
+    recipe_dict = recipe.to_dict()
+    # Everything that can fail on user input happens before anything is written.
+    checkpoint = _resume_point(out, resume, overwrite)
+    saved = read_state(checkpoint) if checkpoint is not None else None
+    if saved is not None:
+        check_resumable(checkpoint, saved, recipe_dict, saved["world_size"])
+    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise HyperAdaptError("training.mixed_precision 'fp16' needs a GPU; on CPU use 'bf16' or 'no'")
     tasks = recipe.load_tasks()
     held_out = recipe.load_held_out()
     hyper_cfg = recipe.hypernetwork
@@ -149,10 +275,52 @@ def train(
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     check_inputs_fit(base, tokenizer, cfg.max_length, "training.max_length")
 
+    # Each run sets up accelerate afresh: its settings (mixed precision, say) live in process-wide
+    # singletons that a previous run in this process, or a forked parent, would otherwise leave.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        # The schedule counts optimiser steps, whatever the number of processes.
+        step_scheduler_with_optimizer=False,
+        log_with=cfg.report_to or None,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / LOGS)),
+        # Each step trains one task's head and, with condition dropout, some condition parts only.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    # Every process computes the same numbers; only the main one reports them.
+    log = logger if accelerator.is_main_process else _other_ranks
+    world, rank = accelerator.num_processes, accelerator.process_index
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != world:
+        raise HyperAdaptError(
+            f"this job was launched as {launched} processes, but accelerate formed a job of {world}: on a "
+            "machine without GPUs use `accelerate launch --multi_gpu --num_processes N` (the processes "
+            "then join on gloo) or torchrun; `--cpu --num_processes N` starts one process"
+        )
+    fingerprints = gather_object([_fingerprint(recipe_dict, tasks)])
+    if len(set(fingerprints)) > 1:
+        raise HyperAdaptError(
+            f"the {world} processes of this job do not run the same recipe and data (they differ between "
+            f"ranks {[i for i, f in enumerate(fingerprints) if f != fingerprints[0]]} and 0); give every "
+            "process the same recipe, overrides and task files"
+        )
+    if saved is not None and saved["world_size"] != world:
+        check_resumable(checkpoint, saved, recipe_dict, world)
+    small = [t.name for t in tasks if len(t.splits["train"]) < world]
+    if small:
+        raise HyperAdaptError(f"tasks {small} have fewer training examples than the {world} processes")
+    log.info(
+        "world size %d (%s); per process %d examples a batch, global batch %d x %d accumulation steps; "
+        "mixed precision %s",
+        world,
+        "one process" if world == 1 else f"{accelerator.distributed_type.value}, {accelerator.state.backend}",
+        cfg.batch_size,
+        cfg.batch_size * world,
+        cfg.gradient_accumulation_steps,
+        accelerator.mixed_precision,
     )
     set_seed(recipe.seed)
     encoder = (
@@ -177,7 +345,7 @@ def train(
     # reported, never used to pick the checkpoint.
     eval_conditions.update({t.name: builder.build(t.spec) for t in held_out})
     adapted = AdaptedModel(base, hypernet.config).to(accelerator.device)
-    logger.info(
+    log.info(
         "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules",
         f"{hypernet.num_parameters():,}",
         f"{hypernet.generator_parameters():,}",
@@ -190,11 +358,15 @@ def train(
     scheduler = get_scheduler(
         cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps
     )
+    if accelerator.state.deepspeed_plugin is not None:
+        # No dataloader goes through prepare, so DeepSpeed is told the batch size here.
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
     model, optimizer, scheduler = accelerator.prepare(hypernet, optimizer, scheduler)
 
     sampler = TaskSampler([len(t.splits["train"]) for t in tasks], cfg.temperature, recipe.seed)
     streams = [
-        TaskBatches(t.splits["train"], cfg.batch_size, recipe.seed + 1 + i) for i, t in enumerate(tasks)
+        TaskBatches(t.splits["train"], cfg.batch_size * world, recipe.seed + 1 + i, multiple_of=world)
+        for i, t in enumerate(tasks)
     ]
     # On the very examples each evaluation scores (the first max_eval_examples).
     baselines = {t.name: t.majority_baseline(max_examples=cfg.max_eval_examples) for t in [*tasks, *held_out]}
@@ -206,6 +378,8 @@ def train(
     }
 
     def run_eval(step: int) -> tuple[float, dict[str, dict[str, float]]]:
+        # Every process scores the same tasks with the same weights (so this also works where
+        # the hypernetwork is sharded); the ranks' scores are compared to catch a diverged job.
         unwrapped = accelerator.unwrap_model(model)
         metrics = {
             t.name: evaluate_hypernetwork(
@@ -217,14 +391,14 @@ def train(
         table = ", ".join(
             f"{t.name} {t.spec.main_metric}={metrics[t.name][t.spec.main_metric]:.3f}" for t in tasks
         )
-        logger.info("step %d validation: %s (mean %.3f)", step, table, score)
+        log.info("step %d validation: %s (mean %.3f)", step, table, score)
         for t in held_out:
             metrics[t.name] = evaluate_hypernetwork(
                 unwrapped, adapted, tokenizer, t, eval_conditions[t.name], **eval_kwargs
             )
             metrics[t.name]["zero_shot"] = True
         if held_out:
-            logger.info(
+            log.info(
                 "step %d zero-shot on held-out tasks: %s",
                 step,
                 ", ".join(
@@ -232,23 +406,84 @@ def train(
                     for t in held_out
                 ),
             )
+        scores = gather_object([score])
+        if max(scores) - min(scores) > 1e-4:
+            raise HyperAdaptError(
+                f"step {step}: the processes disagree on the validation score ({scores}); their "
+                "hypernetworks have diverged. Check that every process runs the same hyperadapt, torch "
+                "and recipe"
+            )
+        if cfg.report_to:
+            values = {"eval/mean": score}
+            for t in [*tasks, *held_out]:
+                for key, value in metrics[t.name].items():
+                    if key not in ("n", "zero_shot"):
+                        values[f"eval/{t.name}/{key}"] = value
+                values[f"adapter_norm/{t.name}"] = adapter_norm(unwrapped, eval_conditions[t.name])
+            accelerator.log(values, step=step)
         return score, metrics
 
+    def trainer_state(step: int) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "step": step,
+            "world_size": world,
+            "recipe": recipe_dict,
+            "sampler": sampler.state_dict(),
+            "streams": [s.state_dict() for s in streams],
+            "conditions": conditions.state_dict(),
+            "best": {
+                "score": best_score if math.isfinite(best_score) else None,
+                "step": best_step,
+                "metrics": best_metrics,
+            },
+            "running": [running, seen],
+        }
+
     best_score, best_metrics, best_step, best_state = -math.inf, {}, 0, None
+    running, seen, first_step = 0.0, 0, 1
+    if checkpoint is not None:
+        load_checkpoint(accelerator, checkpoint)
+        sampler.load_state_dict(saved["sampler"])
+        for stream, state in zip(streams, saved["streams"], strict=True):
+            stream.load_state_dict(state)
+        conditions.load_state_dict(saved["conditions"])
+        best = saved["best"]
+        best_score = -math.inf if best["score"] is None else best["score"]
+        best_metrics, best_step = best["metrics"], best["step"]
+        best_state = load_best(checkpoint)
+        running, seen = saved.get("running", [0.0, 0])
+        first_step = saved["step"] + 1
+        log.info("resuming from %s (step %d of %d)", checkpoint, saved["step"], cfg.max_steps)
+    elif resume is not None:
+        log.warning("no checkpoint in %s yet; starting from step 0", out / CHECKPOINTS)
+    if accelerator.is_main_process and checkpoint is None and overwrite:
+        # A run started over must not mix its checkpoints and logs with the old run's.
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(out / LOGS, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    if cfg.report_to:
+        accelerator.init_trackers("hyperadapt", config=_tracker_config(recipe_dict))
+
     eval_every = cfg.eval_every or cfg.max_steps
     progress = tqdm(
-        total=cfg.max_steps, desc="training", disable=not (show_progress and accelerator.is_main_process)
+        total=cfg.max_steps,
+        initial=first_step - 1,
+        desc="training",
+        disable=not (show_progress and accelerator.is_main_process),
     )
     # Log lines go above the progress bar instead of into it.
     with logging_redirect_tqdm():
-        running, seen = 0.0, 0
         model.train()
-        for step in range(1, cfg.max_steps + 1):
+        for step in range(first_step, cfg.max_steps + 1):
+            step_loss = torch.zeros((), device=accelerator.device)
             for _ in range(cfg.gradient_accumulation_steps):
                 with accelerator.accumulate(model):
                     index = sampler()
                     task = tasks[index]
-                    examples = streams[index].next()
+                    batch = streams[index].next()
+                    share = len(batch) // world
+                    examples = batch[rank * share : (rank + 1) * share]
                     inputs = {
                         k: v.to(accelerator.device)
                         for k, v in encode(tokenizer, task.spec, examples, cfg.max_length).items()
@@ -267,67 +502,96 @@ def train(
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     optimizer.step()
-                    scheduler.step()
+                    if accelerator.sync_gradients:
+                        scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-            running += loss.item()
+                step_loss += loss.detach() / cfg.gradient_accumulation_steps
+            running += float(accelerator.reduce(step_loss, reduction="mean"))
             seen += 1
             progress.update(1)
             if step % cfg.log_every == 0:
-                progress.set_postfix(loss=f"{running / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                logger.debug("step %d loss %.4f", step, running / seen)
+                lr = scheduler.get_last_lr()[0]
+                progress.set_postfix(loss=f"{running / seen:.4f}", lr=f"{lr:.2e}")
+                log.debug("step %d loss %.4f", step, running / seen)
+                if cfg.report_to:
+                    accelerator.log({"train/loss": running / seen, "train/learning_rate": lr}, step=step)
                 running, seen = 0.0, 0
             if step % eval_every == 0 or step == cfg.max_steps:
                 score, metrics = run_eval(step)
                 if score > best_score:
                     best_score, best_metrics, best_step = score, metrics, step
                     best_state = {
-                        k: v.detach().cpu().clone()
-                        for k, v in accelerator.unwrap_model(model).state_dict().items()
+                        k: v.detach().cpu().clone() for k, v in accelerator.get_state_dict(model).items()
                     }
+            if cfg.save_every and (step % cfg.save_every == 0 or step == cfg.max_steps):
+                path = save_checkpoint(
+                    accelerator, out, step, trainer_state(step), best_state, cfg.save_total_limit
+                )
+                log.debug("wrote checkpoint %s", path)
         progress.close()
+    if cfg.report_to:
+        accelerator.end_training()
 
     hypernet = accelerator.unwrap_model(model)
     if best_state is not None:
         hypernet.load_state_dict(best_state)
     hypernet_dir = out / "hypernetwork"
     adapter_dirs: dict[str, Path] = {}
+    if recipe.export_adapters:
+        adapter_dirs = {t.name: out / "adapters" / t.name for t in tasks}
     if accelerator.is_main_process:
         hypernet.to("cpu")
         import yaml
 
         from .cards import hypernetwork_card
 
-        recipe_text = yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+        recipe_text = yaml.safe_dump(recipe_dict, sort_keys=False)
         card = hypernetwork_card(
             hypernet, best_metrics, recipe_text, baselines=baselines, best_step=best_step
         )
-        check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")  # again
-        # The whole run goes to a temporary folder that replaces the output folder once complete.
-        with atomic_dir(out) as tmp:
+        # Once more: something else may have been written there meanwhile.
+        ours = out.is_dir() and (
+            checkpoint is not None or all(p.name in (CHECKPOINTS, LOGS) for p in out.iterdir())
+        )
+        check_output_folder(out, overwrite or ours, "--output-dir", RUN_MARKERS, "a training run")
+        # The whole run goes to a temporary folder that replaces the output folder once complete;
+        # this run's checkpoints and logs move into it just before.
+        with atomic_dir(out, carry=(CHECKPOINTS, LOGS)) as tmp:
             save_atomically(
                 hypernet, tmp / "hypernetwork", {"recipe.yaml": recipe_text, "README.md": card.content}
             )
-            if recipe.export_adapters:
-                for t in tasks:
-                    export_lora_adapter(
-                        hypernet,
-                        t.name,
-                        tmp / "adapters" / t.name,
-                        condition=eval_conditions[t.name],
-                        metrics=best_metrics.get(t.name),
-                        hypernetwork_ref=str(hypernet_dir),
-                    )
-                    adapter_dirs[t.name] = out / "adapters" / t.name
+            for t in tasks if recipe.export_adapters else []:
+                export_lora_adapter(
+                    hypernet,
+                    t.name,
+                    tmp / "adapters" / t.name,
+                    condition=eval_conditions[t.name],
+                    metrics=best_metrics.get(t.name),
+                    hypernetwork_ref=str(hypernet_dir),
+                )
             summary = {
                 "best_step": best_step,
                 "validation": best_metrics,
                 "majority_baseline": baselines,
                 "train_examples": {t.name: len(t.splits["train"]) for t in tasks},
+                "world_size": world,
                 "seconds": round(time.perf_counter() - start, 1),
             }
-            (tmp / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        logger.info("wrote the hypernetwork, %d adapters and metrics.json to %s", len(adapter_dirs), out)
+            if checkpoint is not None:
+                summary["resumed_from"] = str(checkpoint)
+            (tmp / METRICS_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        log.info("wrote the hypernetwork, %d adapters and metrics.json to %s", len(adapter_dirs), out)
     accelerator.wait_for_everyone()
     return TrainResult(
-        out, hypernet_dir, adapter_dirs, best_metrics, baselines, best_step, time.perf_counter() - start
+        out,
+        hypernet_dir,
+        adapter_dirs,
+        best_metrics,
+        baselines,
+        best_step,
+        time.perf_counter() - start,
+        world_size=world,
+        process_index=rank,
+        resumed_from=checkpoint,
+        hypernetwork=hypernet,
     )

@@ -1,0 +1,246 @@
+"""Resumable training checkpoints: numbered folders written whole, the last K kept.
+
+A checkpoint is ``<output_dir>/checkpoints/step_NNNNNN/``. It holds what `accelerate`'s
+``save_state`` writes (the hypernetwork as ``model.safetensors``, the optimiser and scheduler
+states, every process's RNG states) and two files of ours:
+
+- ``trainer_state.json``: the step, the world size, the recipe, the task sampler's and batch
+  streams' positions, the condition sampler's generator, and the best validation score so far;
+- ``best.safetensors``: the hypernetwork weights of that best evaluation (the run's final
+  output is the best checkpoint, so a resumed run must remember it).
+
+Every file is written into ``checkpoints/.step_NNNNNN.partial`` first and the folder is renamed
+into place once complete, so a crash mid-save leaves the earlier checkpoints as they were and
+never a half-written one under a checkpoint's name. Weights load from safetensors; the optimiser,
+scheduler and RNG states load through accelerate with ``torch.load(weights_only=True)``, which
+restores tensors and plain containers and refuses anything that would run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import HyperAdaptError
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+BEST_FILE = "best.safetensors"
+STATE_FORMAT = 1
+_NAME = re.compile(r"^step_(\d+)$")
+
+# Recipe settings that may change between a run and its resumption: they do not change what is
+# computed. Everything else must match, or the resumed run would not continue the same run.
+RESUMABLE_CHANGES = (
+    "output_dir",
+    "training.log_every",
+    "training.save_every",
+    "training.save_total_limit",
+    "training.report_to",
+)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """The complete checkpoints of a run, oldest first (partial folders are not listed)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _NAME.match(path.name)
+        if match and path.is_dir() and (path / STATE_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def recover_checkpoints(run_dir: Path) -> None:
+    """Put back checkpoints left in a temporary folder by a run killed while writing its outputs.
+
+    A finished run's outputs are assembled in a hidden folder beside the run folder, its
+    checkpoints are moved in, and the folder is renamed into place; a kill between those renames
+    leaves the checkpoints in the hidden folder.
+    """
+    if (run_dir / CHECKPOINTS).is_dir() or not run_dir.parent.is_dir():
+        return
+    for sibling in run_dir.parent.glob(f".{run_dir.name}.*"):
+        if sibling.is_dir() and (sibling / CHECKPOINTS).is_dir():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(sibling / CHECKPOINTS, run_dir / CHECKPOINTS)
+            return
+
+
+def latest_is_final(run_dir: Path) -> bool:
+    """Whether a run's last checkpoint is at its last step (False when it has none)."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        return False
+    step, path = found[-1]
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        return step >= int(state["recipe"]["training"]["max_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def find_checkpoint(run_dir: Path, resume: str) -> Path | None:
+    """Resolve ``--resume``: ``latest`` (None when the run has no checkpoint yet) or a folder."""
+    if resume == "latest":
+        found = list_checkpoints(run_dir)
+        return found[-1][1] if found else None
+    path = Path(resume)
+    if not path.is_dir():
+        raise HyperAdaptError(
+            f"--resume {resume}: no such checkpoint folder; use --resume latest or a folder such as "
+            f"{Path(run_dir) / CHECKPOINTS / checkpoint_name(200)}"
+        )
+    if not (path / STATE_FILE).is_file():
+        raise HyperAdaptError(
+            f"--resume {resume}: not a hyperadapt checkpoint ({STATE_FILE} is missing); checkpoints are "
+            f"the {CHECKPOINTS}/step_N folders inside a run's output folder"
+        )
+    return path
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    """Read and check a checkpoint's ``trainer_state.json``."""
+    path = checkpoint / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} is damaged ({STATE_FILE}: {err}); resume from an earlier one with "
+            "--resume PATH"
+        ) from None
+    keys = ("format", "step", "world_size", "recipe", "sampler", "streams", "conditions", "best")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint}: {STATE_FILE} is not a hyperadapt trainer state; resume from an "
+            "earlier checkpoint with --resume PATH"
+        )
+    if state["format"] != STATE_FORMAT:
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} was written in format {state['format']}, this version reads "
+            f"{STATE_FORMAT}; resume it with the hyperadapt version that wrote it"
+        )
+    for name in ("model.safetensors", "optimizer.bin", "scheduler.bin"):
+        if not (checkpoint / name).is_file():
+            raise HyperAdaptError(
+                f"checkpoint {checkpoint} is incomplete ({name} is missing); resume from an earlier one "
+                "with --resume PATH"
+            )
+    return state
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted recipe keys whose values differ, ignoring the settings a resumption may change."""
+    old, new = _flatten(saved), _flatten(current)
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]
+
+
+def check_resumable(checkpoint: Path, state: dict[str, Any], recipe: dict[str, Any], world_size: int) -> None:
+    """Refuse a checkpoint of another recipe, or one written by a different number of processes."""
+    changed = recipe_differences(state["recipe"], recipe)
+    if changed:
+        shown = ", ".join(changed[:6]) + (", ..." if len(changed) > 6 else "")
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} was written by a different recipe (changed: {shown}); resume with "
+            "the recipe and overrides the run started with, or start a new run in another --output-dir"
+        )
+    if state["world_size"] != world_size:
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} was written by {state['world_size']} processes and this run has "
+            f"{world_size}; resume with the same number of processes (the per-process batches and RNG "
+            "states depend on it)"
+        )
+
+
+def save_checkpoint(
+    accelerator,
+    run_dir: Path,
+    step: int,
+    state: dict[str, Any],
+    best_weights: dict[str, torch.Tensor] | None,
+    keep: int,
+) -> Path:
+    """Write checkpoint ``step`` (all processes call this), then delete all but the last ``keep``."""
+    from safetensors.torch import save_file
+
+    root = run_dir / CHECKPOINTS
+    target = root / checkpoint_name(step)
+    partial = root / f".{target.name}.partial"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if best_weights is not None:
+            save_file({k: v.contiguous() for k, v in best_weights.items()}, str(partial / BEST_FILE))
+        # The state file goes last: a folder without it is never taken for a checkpoint.
+        (partial / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(partial, target)
+        for _step, old in list_checkpoints(run_dir)[:-keep]:
+            trash = old.with_name(f".{old.name}.partial")
+            os.replace(old, trash)  # no longer looks like a checkpoint, even if deletion stops midway
+            shutil.rmtree(trash, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def load_best(checkpoint: Path) -> dict[str, torch.Tensor] | None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = checkpoint / BEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint}: {BEST_FILE} is corrupt or truncated ({err}); resume from an earlier "
+            "one with --resume PATH"
+        ) from None
+
+
+def load_checkpoint(accelerator, checkpoint: Path) -> None:
+    """Restore the hypernetwork, optimiser, scheduler and RNG states (all processes call this)."""
+    if not (checkpoint / f"random_states_{accelerator.process_index}.pkl").is_file():
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} has no RNG state for process {accelerator.process_index}; resume "
+            "with the number of processes that wrote it"
+        )
+    try:
+        accelerator.load_state(str(checkpoint))
+    except HyperAdaptError:
+        raise
+    except Exception as err:  # safetensors, torch.load and shape errors all mean a damaged checkpoint
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: {first[:200]}); resume "
+            "from an earlier one with --resume PATH, or start over with --overwrite"
+        ) from None
