@@ -157,6 +157,10 @@ def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     return [k for k in keys if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]
 
 
+def _processes(n: int) -> str:
+    return f"{n} process" if n == 1 else f"{n} processes"
+
+
 def check_resumable(checkpoint: Path, state: dict[str, Any], recipe: dict[str, Any], world_size: int) -> None:
     """Refuse a checkpoint of another recipe, or one written by a different number of processes."""
     changed = recipe_differences(state["recipe"], recipe)
@@ -168,7 +172,7 @@ def check_resumable(checkpoint: Path, state: dict[str, Any], recipe: dict[str, A
         )
     if state["world_size"] != world_size:
         raise HyperAdaptError(
-            f"checkpoint {checkpoint} was written by {state['world_size']} processes and this run has "
+            f"checkpoint {checkpoint} was written by {_processes(state['world_size'])} and this run has "
             f"{world_size}; resume with the same number of processes (the per-process batches and RNG "
             "states depend on it)"
         )

@@ -553,7 +553,8 @@ def train(
         ours = out.is_dir() and (
             checkpoint is not None or all(p.name in (CHECKPOINTS, LOGS) for p in out.iterdir())
         )
-        check_output_folder(out, overwrite or ours, "--output-dir", RUN_MARKERS, "a training run")
+        if not ours:
+            check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")
         # The whole run goes to a temporary folder that replaces the output folder once complete;
         # this run's checkpoints and logs move into it just before.
         with atomic_dir(out, carry=(CHECKPOINTS, LOGS)) as tmp:
