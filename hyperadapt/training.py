@@ -157,7 +157,8 @@ def _resume_point(out: Path, resume: str | None, overwrite: bool) -> Path | None
     """
     from .export import check_output_folder
 
-    recover_checkpoints(out)
+    if int(os.environ.get("RANK", "0")) == 0:
+        recover_checkpoints(out)
     has_checkpoints = bool(list_checkpoints(out))
     finished = (out / METRICS_FILE).exists() and (not has_checkpoints or latest_is_final(out))
     if resume is None:
@@ -306,6 +307,12 @@ def train(
             f"the {world} processes of this job do not run the same recipe and data (they differ between "
             f"ranks {[i for i, f in enumerate(fingerprints) if f != fingerprints[0]]} and 0); give every "
             "process the same recipe, overrides and task files"
+        )
+    starts = gather_object([str(checkpoint) if checkpoint is not None else "step 0"])
+    if len(set(starts)) > 1:
+        raise HyperAdaptError(
+            f"the processes of this job would resume from different points ({sorted(set(starts))}); give "
+            "them one output folder on a shared file system, or name the checkpoint with --resume PATH"
         )
     if saved is not None and saved["world_size"] != world:
         check_resumable(checkpoint, saved, recipe_dict, world)
