@@ -161,8 +161,8 @@ def _processes(n: int) -> str:
     return f"{n} process" if n == 1 else f"{n} processes"
 
 
-def check_resumable(checkpoint: Path, state: dict[str, Any], recipe: dict[str, Any], world_size: int) -> None:
-    """Refuse a checkpoint of another recipe, or one written by a different number of processes."""
+def check_same_recipe(checkpoint: Path, state: dict[str, Any], recipe: dict[str, Any]) -> None:
+    """Refuse a checkpoint written by another recipe (naming the settings that changed)."""
     changed = recipe_differences(state["recipe"], recipe)
     if changed:
         shown = ", ".join(changed[:6]) + (", ..." if len(changed) > 6 else "")
@@ -170,6 +170,10 @@ def check_resumable(checkpoint: Path, state: dict[str, Any], recipe: dict[str, A
             f"checkpoint {checkpoint} was written by a different recipe (changed: {shown}); resume with "
             "the recipe and overrides the run started with, or start a new run in another --output-dir"
         )
+
+
+def check_same_world(checkpoint: Path, state: dict[str, Any], world_size: int) -> None:
+    """Refuse a checkpoint written by a different number of processes."""
     if state["world_size"] != world_size:
         raise HyperAdaptError(
             f"checkpoint {checkpoint} was written by {_processes(state['world_size'])} and this run has "

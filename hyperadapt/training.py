@@ -30,7 +30,8 @@ from .base_model import check_inputs_fit, load_sequence_classifier, load_tokeniz
 from .checkpoints import (
     CHECKPOINTS,
     STATE_FORMAT,
-    check_resumable,
+    check_same_recipe,
+    check_same_world,
     find_checkpoint,
     latest_is_final,
     list_checkpoints,
@@ -266,7 +267,7 @@ def train(
     checkpoint = _resume_point(out, resume, overwrite)
     saved = read_state(checkpoint) if checkpoint is not None else None
     if saved is not None:
-        check_resumable(checkpoint, saved, recipe_dict, saved["world_size"])
+        check_same_recipe(checkpoint, saved, recipe_dict)
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise HyperAdaptError("training.mixed_precision 'fp16' needs a GPU; on CPU use 'bf16' or 'no'")
     tasks = recipe.load_tasks()
@@ -314,8 +315,8 @@ def train(
             f"the processes of this job would resume from different points ({sorted(set(starts))}); give "
             "them one output folder on a shared file system, or name the checkpoint with --resume PATH"
         )
-    if saved is not None and saved["world_size"] != world:
-        check_resumable(checkpoint, saved, recipe_dict, world)
+    if saved is not None:
+        check_same_world(checkpoint, saved, world)
     small = [t.name for t in tasks if len(t.splits["train"]) < world]
     if small:
         raise HyperAdaptError(f"tasks {small} have fewer training examples than the {world} processes")

@@ -331,14 +331,14 @@ def test_a_checkpoint_whose_pickles_would_run_code_is_refused_without_running_it
 
 
 def test_resuming_with_another_number_of_processes_is_refused(unfinished):
-    from hyperadapt.checkpoints import check_resumable, read_state
+    from hyperadapt.checkpoints import check_same_world, read_state
     from hyperadapt.errors import HyperAdaptError
 
     recipe, out = unfinished
     checkpoint = out / "checkpoints" / "step_000006"
     state = read_state(checkpoint)
     with pytest.raises(HyperAdaptError, match="written by 1 process and this run has 2"):
-        check_resumable(checkpoint, state, state["recipe"], world_size=2)
+        check_same_world(checkpoint, state, world_size=2)
 
 
 def test_only_the_last_checkpoints_are_kept(uninterrupted):
