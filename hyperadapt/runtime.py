@@ -33,6 +33,11 @@ def load_hypernetwork(ref: str | Path, revision: str | None = None) -> HyperNetw
             raise HyperAdaptError(f"{ref} is a file; give the hypernetwork's folder (RUN/hypernetwork)")
         if (path / "adapter_config.json").is_file():
             raise HyperAdaptError(f"{ref} is an exported peft adapter, not a hypernetwork")
+        if (path / "trainer_state.json").is_file():
+            raise HyperAdaptError(
+                f"{ref} is a training checkpoint, not a hypernetwork; continue its run with `hyperadapt "
+                "train RECIPE --resume PATH`, or use the finished run's hypernetwork/ folder"
+            )
         if not (path / "config.json").is_file():
             hint = " (did you mean its hypernetwork/ subfolder?)" if (path / "hypernetwork").is_dir() else ""
             raise HyperAdaptError(f"{ref} is not a saved hypernetwork: config.json is missing{hint}")

@@ -142,6 +142,13 @@ def _file(path: Path) -> Path:
     return path
 
 
+def _checkpoint_like(path):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "trainer_state.json").write_text("{}")
+    (path / "model.safetensors").write_bytes(b"")
+    return path
+
+
 def _full_folder(path: Path, marker: str = "notes.txt") -> Path:
     path.mkdir()
     (path / marker).write_text("mine")
@@ -248,6 +255,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
     ("hypernetwork missing", lambda c: ["generate", str(c.tmp / "gone"), "--task", "single", "--out", str(c.tmp / "a")], ["gone", "does not exist"]),
     ("run folder given", lambda c: ["generate", str(c.run.output_dir), "--task", "single", "--out", str(c.tmp / "a")], ["hypernetwork/ subfolder"]),
     ("adapter given", lambda c: ["generate", c.adapter, "--task", "single", "--out", str(c.tmp / "a")], ["exported peft adapter"]),
+    ("training checkpoint given", lambda c: ["generate", str(_checkpoint_like(c.tmp / "ckpt")), "--task", "single", "--out", str(c.tmp / "a")], ["training checkpoint", "--resume"]),
     ("unknown task", lambda c: c.generate(task="singel"), ["unknown task 'singel'", "Did you mean 'single'"]),
     ("config.json broken", lambda c: c.generate(lambda f: _write(f / "config.json", "{oops")), ["config.json", "not valid JSON"]),
     ("config.json list", lambda c: c.generate(lambda f: _write(f / "config.json", "[]")), ["config.json", "JSON object"]),
