@@ -57,7 +57,10 @@ def _one_line(message: str) -> str:
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("hyperadapt").setLevel(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch, the main process reports
+        level = logging.WARNING
+    logging.getLogger("hyperadapt").setLevel(level)
     # Library chatter that says nothing to a hyperadapt user (frozen heads, offline notes).
     warnings.filterwarnings("ignore", module="peft")
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -63,3 +63,44 @@ def atomic_dir(target: str | Path, carry: tuple[str, ...] = ()) -> Iterator[Path
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RunLock:
+    """An exclusive lock on an output folder, held while a run writes to it.
+
+    The lock is a ``flock`` on a hidden file beside the folder; the kernel releases it when the
+    process ends, however it ends, so a killed run never leaves a stale lock.
+
+    Raises:
+        OSError: from `acquire` when another process holds the lock (``BlockingIOError``).
+    """
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        self.path = folder.parent / f".{folder.name}.lock"
+        self.holder = ""
+        self._file = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            self.holder = handle.read().strip()
+            handle.close()
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self.path.unlink(missing_ok=True)
+            self._file.close()
+            self._file = None

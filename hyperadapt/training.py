@@ -44,7 +44,7 @@ from .checkpoints import (
 from .conditioning import ConditionBuilder, TrainingConditions
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
-from .files import atomic_dir
+from .files import RunLock, atomic_dir
 from .hypernetwork import HyperNetwork
 from .injection import AdaptedModel
 from .recipe import Recipe
@@ -250,6 +250,24 @@ def train(
         >>> result = train(load_recipe("recipes/quickstart.yaml"))  # doctest: +SKIP
         >>> result.metrics["rt_sentiment"]["accuracy"]
     """
+    start = time.perf_counter()
+    out = Path(output_dir or recipe.output_dir)
+    lock = RunLock(out)
+    try:
+        return _train(recipe, out, overwrite, show_progress, resume, start, lock)
+    finally:
+        lock.release()
+
+
+def _train(
+    recipe: Recipe,
+    out: Path,
+    overwrite: bool,
+    show_progress: bool,
+    resume: str | None,
+    start: float,
+    lock: RunLock,
+) -> TrainResult:
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import ProjectConfiguration, gather_object, set_seed
@@ -259,13 +277,14 @@ def train(
 
     from .export import check_output_folder, export_lora_adapter
 
-    start = time.perf_counter()
-    out = Path(output_dir or recipe.output_dir)
     cfg = recipe.training
     recipe_dict = recipe.to_dict()
-    # Everything that can fail on user input happens before anything is written.
     checkpoint = _resume_point(out, resume, overwrite)
     saved = read_state(checkpoint) if checkpoint is not None else None
+    # A resumed run reports the time of all its parts.
+    earlier_seconds = saved.get("seconds", 0.0) if saved is not None else 0.0
+    if isinstance(earlier_seconds, bool) or not isinstance(earlier_seconds, (int, float)):
+        earlier_seconds = 0.0
     if saved is not None:
         check_same_recipe(checkpoint, saved, recipe_dict)
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
@@ -276,6 +295,16 @@ def train(
     base = load_sequence_classifier(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     check_inputs_fit(base, tokenizer, cfg.max_length, "training.max_length")
+    if int(os.environ.get("RANK", "0")) == 0:  # the job's main process holds the output folder
+        try:
+            lock.acquire()
+        except OSError:
+            raise HyperAdaptError(
+                f"another training run (process {lock.holder or '?'}) is writing to {out}; wait for it to "
+                "finish or stop it (under accelerate launch, stop its worker processes too)"
+            ) from None
+        if _resume_point(out, resume, overwrite) != checkpoint:  # changed while this run started
+            raise HyperAdaptError(f"the checkpoints in {out} changed while this run started; run it again")
 
     # Each run sets up accelerate afresh: its settings (mixed precision, say) live in process-wide
     # singletons that a previous run in this process, or a forked parent, would otherwise leave.
@@ -446,6 +475,7 @@ def train(
                 "metrics": best_metrics,
             },
             "running": [running, seen],
+            "seconds": earlier_seconds + time.perf_counter() - start,
         }
 
     best_score, best_metrics, best_step, best_state = -math.inf, {}, 0, None
@@ -584,7 +614,7 @@ def train(
                 "majority_baseline": baselines,
                 "train_examples": {t.name: len(t.splits["train"]) for t in tasks},
                 "world_size": world,
-                "seconds": round(time.perf_counter() - start, 1),
+                "seconds": round(earlier_seconds + time.perf_counter() - start, 1),
             }
             if checkpoint is not None:
                 summary["resumed_from"] = str(checkpoint)
@@ -598,7 +628,7 @@ def train(
         best_metrics,
         baselines,
         best_step,
-        time.perf_counter() - start,
+        earlier_seconds + time.perf_counter() - start,
         world_size=world,
         process_index=rank,
         resumed_from=checkpoint,

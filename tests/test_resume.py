@@ -347,3 +347,26 @@ def test_only_the_last_checkpoints_are_kept(uninterrupted):
     state = json.loads((reference / "checkpoints" / "step_000012" / "trainer_state.json").read_text())
     assert state["step"] == 12 and state["world_size"] == 1
     assert state["best"]["step"] == json.loads((reference / "metrics.json").read_text())["best_step"]
+
+
+def test_a_second_run_on_the_same_output_folder_is_refused_while_the_first_holds_it(unfinished, capsys):
+    from hyperadapt.files import RunLock
+
+    recipe, out = unfinished
+    holder = RunLock(out)
+    holder.acquire()  # as a run in another process would
+    try:
+        message = _error(capsys, ["train", str(recipe), "--no-progress", "--resume"])
+        assert f"another training run (process {os.getpid()}) is writing to {out}" in message
+    finally:
+        holder.release()
+    assert main(["train", str(recipe), "--no-progress", "--resume"]) == 0  # free again
+    assert not holder.path.exists()
+
+
+def test_a_resumed_run_reports_the_time_of_all_its_parts(unfinished):
+    recipe, out = unfinished
+    before = json.loads((out / "checkpoints" / "step_000006" / "trainer_state.json").read_text())["seconds"]
+    assert before > 0
+    assert main(["train", str(recipe), "--no-progress", "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["seconds"] >= round(before, 1)
