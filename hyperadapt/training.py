@@ -295,17 +295,6 @@ def _train(
     base = load_sequence_classifier(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     check_inputs_fit(base, tokenizer, cfg.max_length, "training.max_length")
-    if int(os.environ.get("RANK", "0")) == 0:  # the job's main process holds the output folder
-        try:
-            lock.acquire()
-        except OSError:
-            raise HyperAdaptError(
-                f"another training run (process {lock.holder or '?'}) is writing to {out}; wait for it to "
-                "finish or stop it (under accelerate launch, stop its worker processes too)"
-            ) from None
-        if _resume_point(out, resume, overwrite) != checkpoint:  # changed while this run started
-            raise HyperAdaptError(f"the checkpoints in {out} changed while this run started; run it again")
-
     # Each run sets up accelerate afresh: its settings (mixed precision, say) live in process-wide
     # singletons that a previous run in this process, or a forked parent, would otherwise leave.
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -331,6 +320,24 @@ def _train(
             "machine without GPUs use `accelerate launch --multi_gpu --num_processes N` (the processes "
             "then join on gloo) or torchrun; `--cpu --num_processes N` starts one process"
         )
+    problem = None
+    if accelerator.is_main_process:  # the job's main process holds the output folder
+        try:
+            lock.acquire()
+        except OSError:
+            problem = (
+                f"another training run (process {lock.holder or '?'}) is writing to {out}; wait for it "
+                "to finish or stop it (under accelerate launch, stop its worker processes too)"
+            )
+        else:
+            try:  # once more, now that no other run can change the folder
+                if _resume_point(out, resume, overwrite) != checkpoint:
+                    problem = f"the checkpoints in {out} changed while this run started; run it again"
+            except HyperAdaptError as err:
+                problem = str(err)
+    problems = [p for p in gather_object([problem]) if p]
+    if problems:
+        raise HyperAdaptError(problems[0])
     fingerprints = gather_object([_fingerprint(recipe_dict, tasks)])
     if len(set(fingerprints)) > 1:
         raise HyperAdaptError(
