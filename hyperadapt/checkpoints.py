@@ -34,6 +34,9 @@ STATE_FILE = "trainer_state.json"
 BEST_FILE = "best.safetensors"
 STATE_FORMAT = 1
 _NAME = re.compile(r"^step_(\d+)$")
+# Names in the staging folder of a run's outputs (tempfile.mkdtemp's 8-character suffix).
+_STAGING = re.compile(r"^[a-z0-9_]{8}$")
+_STAGED = {"hypernetwork", "adapters", "metrics.json", CHECKPOINTS, "logs"}
 
 # Recipe settings that may change between a run and its resumption: they do not change what is
 # computed. Everything else must match, or the resumed run would not continue the same run.
@@ -64,19 +67,30 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def recover_checkpoints(run_dir: Path) -> None:
-    """Put back checkpoints left in a temporary folder by a run killed while writing its outputs.
+    """Put back checkpoints left in a staging folder by a run killed while writing its outputs.
 
     A finished run's outputs are assembled in a hidden folder beside the run folder, its
     checkpoints are moved in, and the folder is renamed into place; a kill between those renames
-    leaves the checkpoints in the hidden folder.
+    leaves the checkpoints in the hidden folder. Staging folders of killed runs are removed.
     """
-    if (run_dir / CHECKPOINTS).is_dir() or not run_dir.parent.is_dir():
+    if run_dir.is_symlink():  # outputs are staged beside the folder the link points to
+        run_dir = run_dir.resolve()
+    if not run_dir.parent.is_dir():
         return
-    for sibling in run_dir.parent.glob(f".{run_dir.name}.*"):
-        if sibling.is_dir() and (sibling / CHECKPOINTS).is_dir():
+    for sibling in sorted(run_dir.parent.glob(f".{run_dir.name}.*")):
+        if (
+            not sibling.is_dir()
+            or sibling.is_symlink()
+            or not _STAGING.match(sibling.name[len(run_dir.name) + 2 :])
+        ):
+            continue
+        if not all(p.name in _STAGED or p.name.startswith(".hypernetwork.") for p in sibling.iterdir()):
+            continue  # not a folder hyperadapt staged: leave it alone
+        if (sibling / CHECKPOINTS).is_dir() and not (run_dir / CHECKPOINTS).is_dir():
             run_dir.mkdir(parents=True, exist_ok=True)
             os.replace(sibling / CHECKPOINTS, run_dir / CHECKPOINTS)
-            return
+        if not (sibling / CHECKPOINTS).exists():
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def latest_is_final(run_dir: Path) -> bool:
@@ -94,11 +108,16 @@ def latest_is_final(run_dir: Path) -> bool:
 
 def find_checkpoint(run_dir: Path, resume: str) -> Path | None:
     """Resolve ``--resume``: ``latest`` (None when the run has no checkpoint yet) or a folder."""
-    if resume == "latest":
+    if resume.strip().lower() == "latest":
         found = list_checkpoints(run_dir)
         return found[-1][1] if found else None
     path = Path(resume)
     if not path.is_dir():
+        if "=" in resume and not path.exists():
+            raise HyperAdaptError(
+                f"--resume {resume}: no such checkpoint folder; to pass the override {resume!r}, put it "
+                "before --resume or write --resume latest"
+            )
         raise HyperAdaptError(
             f"--resume {resume}: no such checkpoint folder; use --resume latest or a folder such as "
             f"{Path(run_dir) / CHECKPOINTS / checkpoint_name(200)}"
@@ -127,18 +146,97 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
             f"checkpoint {checkpoint}: {STATE_FILE} is not a hyperadapt trainer state; resume from an "
             "earlier checkpoint with --resume PATH"
         )
+    problem = _state_problem(state, checkpoint)
+    if problem:
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} is damaged ({STATE_FILE}: {problem}); resume from an earlier one "
+            "with --resume PATH"
+        )
     if state["format"] != STATE_FORMAT:
         raise HyperAdaptError(
             f"checkpoint {checkpoint} was written in format {state['format']}, this version reads "
             f"{STATE_FORMAT}; resume it with the hyperadapt version that wrote it"
         )
-    for name in ("model.safetensors", "optimizer.bin", "scheduler.bin"):
+    needed = ["model.safetensors", "optimizer.bin", "scheduler.bin"]
+    if state["best"]["score"] is not None:
+        needed.append(BEST_FILE)  # the weights of the best evaluation the state reports
+    for name in needed:
         if not (checkpoint / name).is_file():
             raise HyperAdaptError(
                 f"checkpoint {checkpoint} is incomplete ({name} is missing); resume from an earlier one "
                 "with --resume PATH"
             )
     return state
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _rng_ok(state: Any) -> bool:
+    return isinstance(state, dict) and isinstance(state.get("rng"), dict) and "state" in state["rng"]
+
+
+def _state_problem(state: dict[str, Any], checkpoint: Path) -> str | None:
+    """What is wrong with a trainer state's fields, or None."""
+    for key in ("format", "step", "world_size"):
+        if not _is_int(state[key]):
+            return f"{key} is {state[key]!r}, not an integer"
+    recipe = state["recipe"]
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("training"), dict):
+        return "recipe is not a recipe"
+    max_steps = recipe["training"].get("max_steps")
+    if not _is_int(max_steps) or not 0 < state["step"] <= max_steps:
+        return f"step {state['step']!r} is not within the recipe's 1..{max_steps!r} steps"
+    match = _NAME.match(checkpoint.name)
+    if match and int(match.group(1)) != state["step"]:
+        return f"step {state['step']} does not match the folder's name"
+    if state["world_size"] < 1:
+        return f"world_size {state['world_size']} is below 1"
+    if not _rng_ok(state["sampler"]) or not _rng_ok(state["conditions"]):
+        return "the sampler or condition state is not a random generator state"
+    streams = state["streams"]
+    if not isinstance(streams, list) or not all(
+        _rng_ok(s)
+        and isinstance(s.get("order"), list)
+        and all(_is_int(i) and i >= 0 for i in s["order"])
+        and _is_int(s.get("position"))
+        and _is_int(s.get("epoch"))
+        for s in streams
+    ):
+        return "streams is not a list of batch stream states"
+    best = state["best"]
+    if (
+        not isinstance(best, dict)
+        or not (best.get("score") is None or isinstance(best.get("score"), (int, float)))
+        or not _is_int(best.get("step"))
+        or not isinstance(best.get("metrics"), dict)
+    ):
+        return "best is not a score, a step and metrics"
+    running = state.get("running", [0.0, 0])
+    if not (
+        isinstance(running, list) and len(running) == 2 and all(isinstance(v, (int, float)) for v in running)
+    ):
+        return "running is not a [sum, count] pair"
+    return None
+
+
+def check_same_data(checkpoint: Path, state: dict[str, Any], data_digest: str, sizes: list[int]) -> None:
+    """Refuse a checkpoint whose run trained on other data (or whose stream states do not fit it)."""
+    saved = state.get("data_digest")
+    if saved is not None and saved != data_digest:
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} was written for other training data: a task's examples changed since "
+            "the run started; resume with the data it started with, or start a new run"
+        )
+    streams = state["streams"]
+    if len(streams) != len(sizes) or any(
+        any(i >= size for i in stream["order"]) for stream, size in zip(streams, sizes)
+    ):
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint} is damaged ({STATE_FILE}: its batch streams do not fit the recipe's "
+            f"{len(sizes)} tasks); resume from an earlier one with --resume PATH"
+        )
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -196,30 +294,44 @@ def save_checkpoint(
     root = run_dir / CHECKPOINTS
     target = root / checkpoint_name(step)
     partial = root / f".{target.name}.partial"
-    if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob(".*.partial"):
-            shutil.rmtree(stale, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial), safe_serialization=True)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if best_weights is not None:
-            save_file({k: v.contiguous() for k, v in best_weights.items()}, str(partial / BEST_FILE))
-        # The state file goes last: a folder without it is never taken for a checkpoint.
-        (partial / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(partial, target)
-        for _step, old in list_checkpoints(run_dir)[:-keep]:
-            trash = old.with_name(f".{old.name}.partial")
-            os.replace(old, trash)  # no longer looks like a checkpoint, even if deletion stops midway
-            shutil.rmtree(trash, ignore_errors=True)
+    try:
+        if accelerator.is_main_process:
+            root.mkdir(parents=True, exist_ok=True)
+            for stale in root.glob(".*.partial"):
+                shutil.rmtree(stale, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(partial), safe_serialization=True)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            if best_weights is not None:
+                save_file({k: v.contiguous() for k, v in best_weights.items()}, str(partial / BEST_FILE))
+            # The state file goes last: a folder without it is never taken for a checkpoint.
+            (partial / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(partial, target)
+            found = list_checkpoints(run_dir)
+            # Later checkpoints belong to a continuation this run was resumed over: they go first.
+            later = [path for number, path in found if number > step]
+            kept = [path for number, path in found if number <= step]
+            for old in later + kept[:-keep]:
+                trash = old.with_name(f".{old.name}.partial")
+                os.replace(old, trash)  # no longer looks like a checkpoint, even if deletion stops midway
+                shutil.rmtree(trash, ignore_errors=True)
+    except (OSError, RuntimeError) as err:  # a full disk shows up as either
+        found = list_checkpoints(run_dir)
+        last = f"the last complete one is {found[-1][1]}" if found else "there is no complete one yet"
+        detail = " ".join(str(err).split())[:200]
+        raise HyperAdaptError(
+            f"cannot write checkpoint {target} ({type(err).__name__}: {detail}); {last}. Free disk space or "
+            "fix the folder's permissions, then continue with --resume"
+        ) from None
     accelerator.wait_for_everyone()
     return target
 
 
-def load_best(checkpoint: Path) -> dict[str, torch.Tensor] | None:
+def load_best(checkpoint: Path, reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The best evaluation's weights, checked against the hypernetwork's own names and shapes."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -227,28 +339,58 @@ def load_best(checkpoint: Path) -> dict[str, torch.Tensor] | None:
     if not path.is_file():
         return None
     try:
-        return load_file(str(path))
+        best = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise HyperAdaptError(
             f"checkpoint {checkpoint}: {BEST_FILE} is corrupt or truncated ({err}); resume from an earlier "
             "one with --resume PATH"
         ) from None
+    wrong = sorted(set(best) ^ set(reference)) + sorted(
+        k for k in set(best) & set(reference) if best[k].shape != reference[k].shape
+    )
+    if wrong:
+        raise HyperAdaptError(
+            f"checkpoint {checkpoint}: {BEST_FILE} does not match the hypernetwork (tensors {wrong[:4]}); "
+            "resume from an earlier one with --resume PATH"
+        )
+    return best
+
+
+def _rng_problem(checkpoint: Path, process_index: int) -> str | None:
+    """accelerate skips RNG states it cannot read; a resumed run would then draw other numbers."""
+    from accelerate.utils import load
+
+    path = checkpoint / f"random_states_{process_index}.pkl"
+    if not path.is_file():
+        return (
+            f"has no RNG state for process {process_index}; resume with the number of processes that wrote it"
+        )
+    try:
+        states = load(str(path))  # weights_only: plain data only, never code
+    except Exception as err:
+        return f"cannot be loaded ({path.name}: {type(err).__name__}); resume from an earlier one with --resume PATH"
+    if not isinstance(states, dict) or not {"random_state", "numpy_random_seed", "torch_manual_seed"} <= set(
+        states
+    ):
+        return f"cannot be loaded ({path.name} is not an RNG state); resume from an earlier one with --resume PATH"
+    return None
 
 
 def load_checkpoint(accelerator, checkpoint: Path) -> None:
     """Restore the hypernetwork, optimiser, scheduler and RNG states (all processes call this)."""
-    if not (checkpoint / f"random_states_{accelerator.process_index}.pkl").is_file():
-        raise HyperAdaptError(
-            f"checkpoint {checkpoint} has no RNG state for process {accelerator.process_index}; resume "
-            "with the number of processes that wrote it"
-        )
+    from accelerate.utils import gather_object
+
+    problems = [p for p in gather_object([_rng_problem(checkpoint, accelerator.process_index)]) if p]
+    if problems:  # every process stops with the same message
+        raise HyperAdaptError(f"checkpoint {checkpoint} {problems[0]}")
     try:
         accelerator.load_state(str(checkpoint))
     except HyperAdaptError:
         raise
     except Exception as err:  # safetensors, torch.load and shape errors all mean a damaged checkpoint
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        detail = " ".join(lines[:3])[:300] if lines else type(err).__name__
         raise HyperAdaptError(
-            f"checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: {first[:200]}); resume "
+            f"checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: {detail}); resume "
             "from an earlier one with --resume PATH, or start over with --overwrite"
         ) from None

@@ -26,13 +26,16 @@ def atomic_dir(target: str | Path, carry: tuple[str, ...] = ()) -> Iterator[Path
     Args:
         target: The folder to create or replace.
         carry: Names of entries of the existing ``target`` that move into the new folder, just
-            before it replaces ``target`` (a run's checkpoints, say, which must survive it).
+            before it replaces ``target`` (a run's checkpoints, say, which must survive it);
+            names the new folder already holds are not carried.
 
     Example:
         >>> with atomic_dir("out/adapter") as tmp:  # doctest: +SKIP
         ...     (tmp / "adapter_config.json").write_text("{}")
     """
     target = Path(target)
+    if target.is_symlink():  # replace what the link points to, and keep the link
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -45,7 +48,7 @@ def atomic_dir(target: str | Path, carry: tuple[str, ...] = ()) -> Iterator[Path
         moved = []
         try:
             for name in carry:
-                if (target / name).exists():
+                if (target / name).exists() and not (tmp / name).exists():
                     os.replace(target / name, tmp / name)
                     moved.append(name)
             if target.exists():

@@ -13,6 +13,7 @@ process computes with ``batch_size`` N x B, and each step still holds one task.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from .base_model import check_inputs_fit, load_sequence_classifier, load_tokeniz
 from .checkpoints import (
     CHECKPOINTS,
     STATE_FORMAT,
+    check_same_data,
     check_same_recipe,
     check_same_world,
     find_checkpoint,
@@ -141,6 +143,9 @@ class TrainResult:
 RUN_MARKERS = ("metrics.json", "hypernetwork/config.json", f"{CHECKPOINTS}")
 METRICS_FILE = "metrics.json"
 LOGS = "logs"
+# The package each accelerate tracker needs.
+TRACKER_MODULES = {"tensorboard": "tensorboard", "comet_ml": "comet_ml", "clearml": "clearml"}
+OUTPUTS = ("hypernetwork", "adapters", METRICS_FILE)  # what the end of a run writes
 
 
 def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str, str] | None = None) -> None:
@@ -183,18 +188,54 @@ def _resume_point(out: Path, resume: str | None, overwrite: bool) -> Path | None
             "folder); check --output-dir"
         )
     checkpoint = find_checkpoint(out, resume)
-    if checkpoint is None:
-        check_output_folder(out, True, "--output-dir", RUN_MARKERS, "a training run")
+    if checkpoint is None and out.is_dir():
+        # Starting from step 0 in a folder that holds only what a run killed before its first
+        # checkpoint leaves (its logs, a partial checkpoint); anything else is not ours to mix with.
+        root = out / CHECKPOINTS
+        foreign = [p.name for p in out.iterdir() if p.name not in (CHECKPOINTS, LOGS)]
+        if root.is_dir():
+            foreign += [f"{CHECKPOINTS}/{p.name}" for p in root.iterdir() if not p.name.endswith(".partial")]
+        if foreign:
+            raise HyperAdaptError(
+                f"output folder {out} holds {sorted(foreign)[:4]} but no hyperadapt checkpoint to resume; "
+                "check --output-dir, or start a run in an empty folder"
+            )
     return checkpoint
 
 
-def _fingerprint(recipe_dict: dict[str, Any], tasks: list) -> str:
-    """A digest of the recipe and the training data, equal on processes that run the same job."""
-    digest = hashlib.sha256(json.dumps(recipe_dict, sort_keys=True, default=str).encode())
+def _data_digest(tasks: list) -> str:
+    """A digest of the training examples of every task."""
+    digest = hashlib.sha256()
     for task in tasks:
         digest.update(task.name.encode())
         digest.update(json.dumps(task.splits["train"], sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def _fingerprint(recipe_dict: dict[str, Any], data_digest: str) -> str:
+    """A digest of the recipe and the training data, equal on processes that run the same job."""
+    text = json.dumps(recipe_dict, sort_keys=True, default=str) + data_digest
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_shared_folder(accelerator, folder: Path, gather_object) -> None:
+    """Every process must see the checkpoints folder the main process writes (its RNG states go there)."""
+    token = folder / f".shared-{os.getpid()}"
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        token.write_text("")
+    token = Path(gather_object([str(token)])[0])  # the main process's name for it
+    accelerator.wait_for_everyone()
+    missing = [rank for rank, seen in enumerate(gather_object([token.exists()])) if not seen]
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        token.unlink(missing_ok=True)
+    if missing:
+        raise HyperAdaptError(
+            f"processes {missing} do not see {folder} as the main process writes it; checkpoints need "
+            "one output folder that every process shares (a shared file system on several machines), or "
+            "training.save_every: 0"
+        )
 
 
 def _tracker_config(recipe_dict: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +316,7 @@ def _train(
     from tqdm.contrib.logging import logging_redirect_tqdm
     from transformers import get_scheduler
 
-    from .export import check_output_folder, export_lora_adapter
+    from .export import export_lora_adapter
 
     cfg = recipe.training
     recipe_dict = recipe.to_dict()
@@ -287,10 +328,20 @@ def _train(
         earlier_seconds = 0.0
     if saved is not None:
         check_same_recipe(checkpoint, saved, recipe_dict)
+    for tracker in cfg.report_to:
+        module = TRACKER_MODULES.get(tracker, tracker)
+        if importlib.util.find_spec(module) is None:
+            extra = ' (pip install "hyperadapt[tensorboard]")' if tracker == "tensorboard" else ""
+            raise HyperAdaptError(
+                f"training.report_to: {tracker} is not installed; pip install {module}{extra}, or drop it"
+            )
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise HyperAdaptError("training.mixed_precision 'fp16' needs a GPU; on CPU use 'bf16' or 'no'")
     tasks = recipe.load_tasks()
     held_out = recipe.load_held_out()
+    data_digest = _data_digest(tasks)
+    if saved is not None:
+        check_same_data(checkpoint, saved, data_digest, [len(t.splits["train"]) for t in tasks])
     hyper_cfg = recipe.hypernetwork
     base = load_sequence_classifier(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
@@ -338,7 +389,7 @@ def _train(
     problems = [p for p in gather_object([problem]) if p]
     if problems:
         raise HyperAdaptError(problems[0])
-    fingerprints = gather_object([_fingerprint(recipe_dict, tasks)])
+    fingerprints = gather_object([_fingerprint(recipe_dict, data_digest)])
     if len(set(fingerprints)) > 1:
         raise HyperAdaptError(
             f"the {world} processes of this job do not run the same recipe and data (they differ between "
@@ -353,9 +404,14 @@ def _train(
         )
     if saved is not None:
         check_same_world(checkpoint, saved, world)
+    if world > 1 and cfg.save_every:
+        _check_shared_folder(accelerator, out / CHECKPOINTS, gather_object)
     small = [t.name for t in tasks if len(t.splits["train"]) < world]
     if small:
-        raise HyperAdaptError(f"tasks {small} have fewer training examples than the {world} processes")
+        raise HyperAdaptError(
+            f"tasks {small} have fewer training examples than the {world} processes (each process takes "
+            "a share of every batch); give them more examples or run fewer processes"
+        )
     log.info(
         "world size %d (%s); per process %d examples a batch, global batch %d x %d accumulation steps; "
         "mixed precision %s",
@@ -483,6 +539,7 @@ def _train(
             },
             "running": [running, seen],
             "seconds": earlier_seconds + time.perf_counter() - start,
+            "data_digest": data_digest,
         }
 
     best_score, best_metrics, best_step, best_state = -math.inf, {}, 0, None
@@ -496,10 +553,15 @@ def _train(
         best = saved["best"]
         best_score = -math.inf if best["score"] is None else best["score"]
         best_metrics, best_step = best["metrics"], best["step"]
-        best_state = load_best(checkpoint)
+        best_state = load_best(checkpoint, accelerator.get_state_dict(model))
         running, seen = saved.get("running", [0.0, 0])
         first_step = saved["step"] + 1
         log.info("resuming from %s (step %d of %d)", checkpoint, saved["step"], cfg.max_steps)
+        later = [str(p) for n, p in list_checkpoints(out) if n > saved["step"]]
+        if later:
+            log.warning(
+                "checkpoints %s continue another branch of this run; the next checkpoint replaces them", later
+            )
     elif resume is not None:
         log.warning("no checkpoint in %s yet; starting from step 0", out / CHECKPOINTS)
     if accelerator.is_main_process and checkpoint is None and overwrite:
@@ -594,15 +656,14 @@ def _train(
         card = hypernetwork_card(
             hypernet, best_metrics, recipe_text, baselines=baselines, best_step=best_step
         )
-        # Once more: something else may have been written there meanwhile.
-        ours = out.is_dir() and (
-            checkpoint is not None or all(p.name in (CHECKPOINTS, LOGS) for p in out.iterdir())
-        )
-        if not ours:
-            check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")
-        # The whole run goes to a temporary folder that replaces the output folder once complete;
-        # this run's checkpoints and logs move into it just before.
-        with atomic_dir(out, carry=(CHECKPOINTS, LOGS)) as tmp:
+        # The new outputs replace the old ones; what else is in the folder stays (this run's
+        # checkpoints and logs, or a user's files beside a resumed run), except that --overwrite
+        # replaces the folder whole.
+        if overwrite:
+            carry = (CHECKPOINTS, LOGS)
+        else:
+            carry = tuple(p.name for p in out.iterdir() if p.name not in OUTPUTS) if out.is_dir() else ()
+        with atomic_dir(out, carry=carry) as tmp:
             save_atomically(
                 hypernet, tmp / "hypernetwork", {"recipe.yaml": recipe_text, "README.md": card.content}
             )

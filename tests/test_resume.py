@@ -301,8 +301,46 @@ def test_resume_from_a_folder_that_is_not_a_checkpoint(unfinished, capsys, tmp_p
         (lambda c: (c / "optimizer.bin").unlink(), "incomplete (optimizer.bin is missing)"),
         (lambda c: (c / "random_states_0.pkl").unlink(), "no RNG state for process 0"),
         (lambda c: (c / "best.safetensors").write_bytes(b"\x00" * 10), "best.safetensors is corrupt"),
+        (lambda c: (c / "best.safetensors").unlink(), "incomplete (best.safetensors is missing)"),
+        (lambda c: _add_tensor(c / "best.safetensors"), "best.safetensors does not match the hypernetwork"),
+        (lambda c: (c / "random_states_0.pkl").write_bytes(b""), "cannot be loaded (random_states_0.pkl"),
+        (lambda c: _edit_state(c, step="6"), "step is '6', not an integer"),
+        (lambda c: _edit_state(c, step=20), "step 20 is not within the recipe's 1..12 steps"),
+        (lambda c: _edit_state(c, step=4), "step 4 does not match the folder's name"),
+        (lambda c: _edit_state(c, world_size="1"), "world_size is '1', not an integer"),
+        (lambda c: _edit_state(c, sampler={}), "not a random generator state"),
+        (lambda c: _edit_state(c, best=None), "best is not a score"),
+        (lambda c: _edit_state(c, running="ab"), "running is not a [sum, count] pair"),
+        (lambda c: _edit_state(c, recipe="x"), "recipe is not a recipe"),
+        (lambda c: _edit_state(c, streams=lambda v: v[:1]), "batch streams do not fit the recipe's 3 tasks"),
+        (
+            lambda c: _edit_state(c, streams=lambda v: [{**v[0], "order": [10**6]}, *v[1:]]),
+            "batch streams do not fit",
+        ),
+        (lambda c: _edit_state(c, data_digest="0" * 64), "written for other training data"),
     ],
-    ids=["truncated weights", "garbled state", "wrong state", "missing optimizer", "missing rng", "bad best"],
+    ids=[
+        "truncated weights",
+        "garbled state",
+        "wrong state",
+        "missing optimizer",
+        "missing rng",
+        "bad best",
+        "best missing",
+        "best of another shape",
+        "empty rng",
+        "step text",
+        "step beyond",
+        "step not the folder's",
+        "world size text",
+        "sampler empty",
+        "best null",
+        "running text",
+        "recipe text",
+        "streams short",
+        "stream index out of range",
+        "other data",
+    ],
 )
 def test_a_damaged_checkpoint_gives_one_clear_error(unfinished, capsys, damage, expected):
     recipe, out = unfinished
@@ -310,6 +348,20 @@ def test_a_damaged_checkpoint_gives_one_clear_error(unfinished, capsys, damage, 
     message = _error(capsys, ["train", str(recipe), "--no-progress", "--resume"])
     assert expected in message and "step_000006" in message
     assert not (out / "metrics.json").exists()
+
+
+def _edit_state(checkpoint: Path, **changes) -> None:
+    path = checkpoint / "trainer_state.json"
+    state = json.loads(path.read_text())
+    for key, value in changes.items():
+        state[key] = value(state[key]) if callable(value) else value
+    path.write_text(json.dumps(state))
+
+
+def _add_tensor(path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({**load_file(path), "extra": torch.zeros(2)}, path)
 
 
 class _Payload:
@@ -370,3 +422,90 @@ def test_a_resumed_run_reports_the_time_of_all_its_parts(unfinished):
     assert before > 0
     assert main(["train", str(recipe), "--no-progress", "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["seconds"] >= round(before, 1)
+
+
+def _resume_run(recipe: Path, *extra: str) -> int:
+    return main(["train", str(recipe), "--no-progress", "--resume", *extra])
+
+
+def test_a_resumed_run_keeps_the_users_files_in_its_folder(unfinished, uninterrupted):
+    recipe, out = unfinished
+    (out / "notes.txt").write_text("mine")
+    (out / "slurm-1.out").write_text("log")
+    assert _resume_run(recipe) == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "slurm-1.out").is_file()
+    _assert_same_weights(out, uninterrupted[1])
+
+
+def test_resume_into_a_folder_of_other_files_is_refused_before_training(uninterrupted, tmp_path, capsys):
+    data, _ = uninterrupted
+    out = tmp_path / "theirs"
+    (out / "checkpoints" / "checkpoint-500").mkdir(parents=True)
+    (out / "notes.txt").write_text("x")
+    recipe = _write_recipe(tmp_path, {**data, "output_dir": str(out)})
+    message = _error(capsys, ["train", str(recipe), "--no-progress", "--resume"])
+    assert "no hyperadapt checkpoint to resume" in message
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-500"]
+
+
+def test_a_symlinked_output_folder_stays_a_link_to_the_finished_run(uninterrupted, tmp_path):
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    data, reference = uninterrupted
+    real = tmp_path / "elsewhere" / "run"
+    real.mkdir(parents=True)
+    link = tmp_path / "run"
+    link.symlink_to(real)
+    train(parse_recipe({**data, "output_dir": str(link)}), show_progress=False)
+    assert link.is_symlink() and (real / "metrics.json").is_file()
+    _assert_same_weights(link, reference)
+
+
+def test_resuming_an_earlier_checkpoint_replaces_the_abandoned_later_ones(unfinished, uninterrupted, caplog):
+    recipe, out = unfinished  # checkpoints at steps 4 and 6
+    assert _resume_run(recipe, str(out / "checkpoints" / "step_000004")) == 0
+    assert "continue another branch" in caplog.text
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000010", "step_000012"]
+    _assert_same_weights(out, uninterrupted[1])
+
+
+def test_staging_folders_of_a_killed_final_write_are_cleaned_up(unfinished, tmp_path):
+    recipe, out = unfinished
+    staging = tmp_path / ".run.k1ll3d00"
+    (staging / ".hypernetwork.abcd1234").mkdir(parents=True)
+    (staging / "metrics.json").write_text("{}")
+    assert _resume_run(recipe) == 0
+    assert not staging.exists()
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_training(unfinished, capsys, monkeypatch):
+    import importlib.util
+
+    recipe, out = unfinished
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    message = _error(
+        capsys, ["train", str(recipe), "--no-progress", "training.report_to=[wandb]", "--resume"]
+    )
+    assert "training.report_to: wandb is not installed; pip install wandb" in message
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_error_naming_the_last_good_one(
+    unfinished, capsys, monkeypatch
+):
+    import accelerate
+
+    recipe, out = unfinished
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(accelerate.Accelerator, "save_state", full)
+    assert main(["train", str(recipe), "--no-progress", "--resume"]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]  # after the log of the steps it trained
+    assert message.startswith("hyperadapt: error: ")
+    assert "cannot write checkpoint" in message and "No space left on device" in message
+    assert "the last complete one is" in message and "step_000006" in message
