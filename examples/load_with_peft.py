@@ -2,7 +2,7 @@
 
     python examples/load_with_peft.py runs/quickstart/adapters/rt_sentiment ["a sentence" ...]
 
-No hyperadapt import: the folder is an ordinary peft LoRA adapter with its task head.
+No hyperadapt import: the folder is an ordinary peft adapter (LoRA or IA3) with its task head.
 """
 
 import importlib.util

@@ -198,16 +198,29 @@ def linear_module_names(model: nn.Module) -> list[str]:
     return names
 
 
-def default_target_modules(model: nn.Module) -> list[str]:
-    """The attention projections that get adapters by default, found from the model itself.
+def default_target_modules(model: nn.Module, adapter: str = "lora") -> list[str]:
+    """The modules that get adapters by default, found from the model itself.
+
+    LoRA: the attention projections (peft's table, then name patterns). (IA)^3: peft's table of
+    keys, values and feed-forward outputs.
 
     Raises:
         HyperAdaptError: when no known pattern matches; the message lists candidate names.
     """
+    from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_TARGETS
     from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
 
-    suffixes = {name.rsplit(".", 1)[-1] for name in linear_module_names(model)}
+    names = linear_module_names(model)
+    suffixes = {name.rsplit(".", 1)[-1] for name in names}
     model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if adapter == "ia3":
+        targets = IA3_TARGETS.get(model_type)
+        if targets and all(any(n == t or n.endswith(f".{t}") for n in names) for t in targets):
+            return list(targets)
+        raise HyperAdaptError(
+            f"peft has no (IA)^3 default for {type(model).__name__}; set target_modules and "
+            f"feedforward_modules in the recipe (modules: {sorted(suffixes)})"
+        )
     candidates = []
     if model_type in PEFT_TARGETS:
         candidates.append(tuple(PEFT_TARGETS[model_type]))
@@ -238,3 +251,10 @@ def module_kind(module_name: str) -> str:
     if match is None:
         return module_name
     return f".{module_name}."[match.end() :].strip(".")
+
+
+def default_feedforward_modules(model: nn.Module) -> list[str]:
+    """peft's (IA)^3 feed-forward modules for the model (their input is scaled), or none."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FEEDFORWARD
+
+    return list(IA3_FEEDFORWARD.get(getattr(getattr(model, "config", None), "model_type", None), []))

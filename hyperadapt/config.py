@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+# What the generator emits: LoRA matrices, (IA)^3 vectors, or nothing (the heads-only baseline).
+ADAPTER_KINDS = ("lora", "ia3", "none")
+
 
 def _help(text: str, default: Any = None, factory: Any = None):
     if factory is not None:
@@ -29,10 +32,15 @@ class HyperNetConfig:
     )
     base_model_revision: str | None = _help("Hub revision of the base model (None: the default branch).")
     target_modules: list[str] | None = _help(
-        "Module names (last name component) that get LoRA adapters; None finds them from the model.",
+        "Module names (last name component) that get adapters; None finds them from the model.",
+    )
+    feedforward_modules: list[str] | None = _help(
+        "(IA)^3 only: which target modules scale their input rather than their output (peft's "
+        "feedforward_modules); None takes peft's table for the model.",
     )
     adapter: str = _help(
-        "'lora': generate LoRA adapters; 'none': no adapter, the task heads alone are trained (a baseline).",
+        "'lora': generate LoRA adapters; 'ia3': generate (IA)^3 scaling vectors; 'none': no adapter, the "
+        "task heads alone are trained (a baseline).",
         "lora",
     )
     lora_rank: int = _help("Rank r of every generated LoRA adapter.", 8)
@@ -79,6 +87,9 @@ class HyperNetConfig:
     )
     module_layers: dict[str, list[int]] = _help(
         "For each module kind, the layer indices it sits in.", factory=dict
+    )
+    feedforward_kinds: list[str] = _help(
+        "(IA)^3: the module kinds whose input is scaled (the others scale their output).", factory=list
     )
     head_shapes: dict[str, list[int]] = _help(
         "Shapes of the base model's classifier-head parameters, with the label dimension as -1.", factory=dict
@@ -127,8 +138,10 @@ class HyperNetConfig:
             )
         if len(set(self.conditioning)) != len(self.conditioning):
             raise ValueError(f"conditioning lists a part twice: {self.conditioning!r}")
-        if self.adapter not in ("lora", "none"):
-            raise ValueError(f"adapter must be 'lora' or 'none', got {self.adapter!r}")
+        if self.adapter not in ADAPTER_KINDS:
+            raise ValueError(
+                f"adapter must be one of {', '.join(map(repr, ADAPTER_KINDS))}, got {self.adapter!r}"
+            )
         if self.head not in ("task", "label_semantic"):
             raise ValueError(f"head must be 'task' or 'label_semantic', got {self.head!r}")
         if not 0.0 <= self.condition_dropout < 1.0:
@@ -178,6 +191,7 @@ class HyperNetConfig:
             "num_layers",
             "module_shapes",
             "module_layers",
+            "feedforward_kinds",
             "head_shapes",
             "head_name",
             "model_type",

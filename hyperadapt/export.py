@@ -21,7 +21,7 @@ from .data import TaskSpec
 from .errors import HyperAdaptError
 from .files import atomic_dir
 from .hypernetwork import HyperNetwork
-from .injection import ADAPTER_NAME, check_base_matches, lora_config, lora_slots
+from .injection import ADAPTER_NAME, check_base_matches, lora_config, lora_slots, slot_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -121,13 +121,15 @@ def export_lora_adapter(
     # peft's SEQ_CLS task type already saves "classifier" and "score" heads; name others.
     extra = {} if cfg.head_name in ("classifier", "score") else {"modules_to_save": [cfg.head_name]}
     peft_model = get_peft_model(base, lora_config(cfg, task_type="SEQ_CLS", **extra))
+    slots = dict(peft_model.named_parameters())
     for kind, entries in lora_slots(peft_model).items():
         if kind not in adapters:  # adapter "none": peft starts B at zero, so the update is zero
             continue
-        a, b = adapters[kind]
-        for i, (_, _, module) in enumerate(entries):
-            module.lora_A[ADAPTER_NAME].weight.copy_(a[i])
-            module.lora_B[ADAPTER_NAME].weight.copy_(b[i])
+        for i, (_, name, _) in enumerate(entries):
+            for (param_name, shape), stacked in zip(
+                slot_tensors(cfg, name, kind), adapters[kind], strict=True
+            ):
+                slots[param_name].copy_(stacked[i] if shape is None else stacked[i].reshape(shape))
     wrapper = peft_model.base_model.model.get_submodule(cfg.head_name)
     wrapper.modules_to_save[ADAPTER_NAME].load_state_dict(head, strict=True)
     peft_model.peft_config[ADAPTER_NAME].base_model_name_or_path = hub_id_of(cfg.base_model)
@@ -170,7 +172,12 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
     data = ModelCardData(
         library_name="peft",
         base_model=base_id if "/" in base_id and not Path(base_id).exists() else None,
-        tags=["hyperadapt", "lora", "generated-adapter", spec.task_type],
+        tags=[
+            "hyperadapt",
+            cfg.adapter if cfg.adapter != "none" else "lora",
+            "generated-adapter",
+            spec.task_type,
+        ],
         language=[spec.language],
         pipeline_tag="text-classification",
     )

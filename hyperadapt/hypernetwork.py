@@ -65,7 +65,9 @@ class ComponentGenerator(nn.Module):
     def __init__(self, config: HyperNetConfig):
         super().__init__()
         self.rank = config.lora_rank
-        self.kinds = list(config.module_shapes)
+        # A fixed order (the module-kind embedding rows follow it): a config read back from JSON
+        # need not list its kinds in the order they were found.
+        self.kinds = sorted(config.module_shapes)
         self.layer_embedding = nn.Embedding(config.num_layers, config.layer_embedding_dim)
         self.module_embedding = nn.Embedding(len(self.kinds), config.module_embedding_dim)
         nn.init.normal_(self.layer_embedding.weight, std=1.0)
@@ -80,10 +82,19 @@ class ComponentGenerator(nn.Module):
         layers.append(nn.LayerNorm(width))
         self.trunk = nn.Sequential(*layers)
 
+        self.adapter = config.adapter
         self.a_heads = nn.ModuleDict()
         self.b_heads = nn.ModuleDict()
+        self.l_heads = nn.ModuleDict()
         scale = 1.0 / width
-        for kind, (in_features, out_features) in config.module_shapes.items():
+        for kind in self.kinds:
+            in_features, out_features = config.module_shapes[kind]
+            if self.adapter == "ia3":
+                # One scaling vector per module: 1 + a small generated offset, so the first
+                # adapters are close to the identity that (IA)^3 starts from.
+                size = in_features if kind in config.feedforward_kinds else out_features
+                self.l_heads[_key(kind)] = ScaledLinear(width, size, scale, config.init_b_std)
+                continue
             # A starts like a LoRA A (entries of scale 1/sqrt(in), as the trunk's LayerNorm output
             # has unit variance) and B near zero, so the first adapters barely move the base model
             # while gradients still reach both heads.
@@ -94,15 +105,16 @@ class ComponentGenerator(nn.Module):
         for i, kind in enumerate(self.kinds):
             self.register_buffer(f"layers_{i}", torch.tensor(config.module_layers[kind]), persistent=False)
 
-    def forward(self, condition: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, condition: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
         """Generate every adapter for one condition.
 
         Args:
             condition: ``[condition_dim]``, one task's condition.
 
         Returns:
-            For each module kind, ``(A, B)`` of shapes ``[n_layers, r, in]`` and ``[n_layers, out, r]``
-            where ``n_layers`` counts the layers holding that kind, in their order.
+            For each module kind, LoRA's ``(A, B)`` of shapes ``[n_layers, r, in]`` and
+            ``[n_layers, out, r]``, or (IA)^3's ``(l,)`` of shape ``[n_layers, in or out]``, where
+            ``n_layers`` counts the layers holding that kind, in their order.
         """
         rows, spans = [], []
         for i in range(len(self.kinds)):
@@ -123,6 +135,9 @@ class ComponentGenerator(nn.Module):
         features = self.trunk(torch.cat(rows)).split(spans)
         out = {}
         for kind, feats in zip(self.kinds, features):
+            if self.adapter == "ia3":
+                out[kind] = (1.0 + self.l_heads[_key(kind)](feats),)
+                continue
             in_features, out_features = self.shapes[kind]
             a = self.a_heads[_key(kind)](feats).view(-1, self.rank, in_features)
             b = self.b_heads[_key(kind)](feats).view(-1, out_features, self.rank)
@@ -170,7 +185,7 @@ class HyperNetwork(
             config.dropout,
         )
         # adapter "none" trains the head alone on the frozen base: the no-adapter baseline.
-        self.generator = ComponentGenerator(config) if config.adapter == "lora" else None
+        self.generator = ComponentGenerator(config) if config.adapter != "none" else None
         if config.head == "label_semantic":
             self.head = LabelSemanticHead(config.head_shapes, config.text_dim)
         else:
@@ -200,7 +215,9 @@ class HyperNetwork(
         filled = HyperNetConfig.from_dict(
             {
                 **config.to_dict(),
-                **describe_base_model(base_model, config.target_modules),
+                **describe_base_model(
+                    base_model, config.target_modules, config.adapter, config.feedforward_modules
+                ),
                 "tasks": [t.to_dict() for t in tasks],
                 "text_dim": int(text_dim or 0),
             }
@@ -252,7 +269,8 @@ class HyperNetwork(
         """Parameters of the shared generator trunk and heads (independent of depth)."""
         if self.generator is None:
             return 0
-        shared = [self.generator.trunk, self.generator.a_heads, self.generator.b_heads]
+        g = self.generator
+        shared = [g.trunk, g.a_heads, g.b_heads, g.l_heads]
         return sum(p.numel() for m in shared for p in m.parameters())
 
     def num_parameters(self) -> int:

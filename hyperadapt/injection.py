@@ -17,6 +17,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .base_model import (
+    default_feedforward_modules,
     default_target_modules,
     head_module_name,
     layer_index,
@@ -31,18 +32,28 @@ logger = logging.getLogger(__name__)
 ADAPTER_NAME = "default"
 
 
-def describe_base_model(model: nn.Module, target_modules: list[str] | None) -> dict[str, Any]:
+def describe_base_model(
+    model: nn.Module,
+    target_modules: list[str] | None,
+    adapter: str = "lora",
+    feedforward_modules: list[str] | None = None,
+) -> dict[str, Any]:
     """What the hypernetwork needs to know of a base model: adapted modules, their shapes, the head.
 
     Args:
         model: A ``*ForSequenceClassification`` model (unwrapped).
         target_modules: Last name components of the modules to adapt; None finds them.
+        adapter: The adapter kind (its default targets differ).
+        feedforward_modules: (IA)^3: modules whose input is scaled; None takes peft's table.
 
     Raises:
         HyperAdaptError: when a target matches nothing, or a matched module is not a linear layer
             inside a numbered block.
     """
-    targets = list(target_modules) if target_modules else default_target_modules(model)
+    targets = list(target_modules) if target_modules else default_target_modules(model, adapter)
+    if adapter == "ia3" and feedforward_modules is None:
+        feedforward_modules = default_feedforward_modules(model)
+    feedforward = list(feedforward_modules or [])
     linear = linear_module_names(model)
     shapes: dict[str, list[int]] = {}
     layers: dict[str, list[int]] = {}
@@ -62,6 +73,11 @@ def describe_base_model(model: nn.Module, target_modules: list[str] | None) -> d
                 raise HyperAdaptError(f"module kind {kind!r} has different shapes across layers")
             shapes[kind] = [in_f, out_f]
             layers.setdefault(kind, []).append(layer_index(name))
+    # peft's rule for (IA)^3: a module whose name ends with a feed-forward name scales its input.
+    feedforward_kinds = sorted(k for k in shapes if any(k == f or k.endswith(f".{f}") for f in feedforward))
+    unknown = [f for f in feedforward if not any(k == f or k.endswith(f".{f}") for k in shapes)]
+    if unknown:
+        raise HyperAdaptError(f"feedforward_modules {unknown} are not among the target modules {targets}")
     head_name = head_module_name(model)
     head = model.get_submodule(head_name)
     placeholder = model.config.num_labels
@@ -82,6 +98,8 @@ def describe_base_model(model: nn.Module, target_modules: list[str] | None) -> d
         "num_layers": max(max(v) for v in layers.values()) + 1,
         "module_shapes": shapes,
         "module_layers": {k: sorted(v) for k, v in layers.items()},
+        "feedforward_modules": feedforward if adapter == "ia3" else None,
+        "feedforward_kinds": feedforward_kinds if adapter == "ia3" else [],
         "head_shapes": head_shapes,
         "head_name": head_name,
         "model_type": getattr(model.config, "model_type", ""),
@@ -125,6 +143,15 @@ def check_base_matches(config: HyperNetConfig, model: nn.Module, base_name: str)
 
 
 def lora_config(config: HyperNetConfig, **extra: Any):
+    """The peft config whose slots the generated weights fill: LoRA, or (IA)^3 for ``adapter: ia3``."""
+    if config.adapter == "ia3":
+        from peft import IA3Config
+
+        return IA3Config(
+            target_modules=list(config.target_modules),
+            feedforward_modules=list(config.feedforward_modules or []),
+            **extra,
+        )
     from peft import LoraConfig
 
     return LoraConfig(
@@ -138,14 +165,32 @@ def lora_config(config: HyperNetConfig, **extra: Any):
 
 
 def lora_slots(peft_model: nn.Module) -> dict[str, list[tuple[int, str, nn.Module]]]:
-    """The LoRA layers of a peft model by module kind: ``(layer index, module name, module)``."""
+    """The adapter layers of a peft model by module kind: ``(layer index, module name, module)``."""
+    from peft.tuners.ia3 import IA3Layer
     from peft.tuners.lora import LoraLayer
 
     slots: dict[str, list[tuple[int, str, nn.Module]]] = {}
     for name, module in peft_model.named_modules():
-        if isinstance(module, LoraLayer):
+        if isinstance(module, (LoraLayer, IA3Layer)):
             slots.setdefault(module_kind(name), []).append((layer_index(name), name, module))
     return {kind: sorted(entries, key=lambda e: e[0]) for kind, entries in slots.items()}
+
+
+def slot_tensors(
+    config: HyperNetConfig, module_name: str, kind: str
+) -> list[tuple[str, tuple[int, ...] | None]]:
+    """Parameter names of one module's slot, in the order the generator emits its tensors.
+
+    Each comes with the shape the peft parameter has, where it differs from the generated one.
+    """
+    if config.adapter == "ia3":
+        in_f, out_f = config.module_shapes[kind]
+        shape = (1, in_f) if kind in config.feedforward_kinds else (out_f, 1)
+        return [(f"{module_name}.ia3_l.{ADAPTER_NAME}", shape)]
+    return [
+        (f"{module_name}.lora_A.{ADAPTER_NAME}.weight", None),
+        (f"{module_name}.lora_B.{ADAPTER_NAME}.weight", None),
+    ]
 
 
 class AdaptedModel(nn.Module):
@@ -165,7 +210,7 @@ class AdaptedModel(nn.Module):
         from peft import get_peft_model
 
         self.config = config
-        self.peft_model = get_peft_model(base_model, lora_config(config))
+        self.peft_model = get_peft_model(base_model, lora_config(config))  # LoRA or (IA)^3 slots
         self.peft_model.requires_grad_(False)
         self.peft_model.eval()
         slots = lora_slots(self.peft_model)
@@ -176,10 +221,7 @@ class AdaptedModel(nn.Module):
                 f"{config.module_layers}; load it with the base model it was trained for"
             )
         self.param_names = {
-            kind: [
-                (f"{name}.lora_A.{ADAPTER_NAME}.weight", f"{name}.lora_B.{ADAPTER_NAME}.weight")
-                for _, name, _ in entries
-            ]
+            kind: [slot_tensors(config, name, kind) for _, name, _ in entries]
             for kind, entries in slots.items()
         }
         head_path = next(n for n, _ in self.peft_model.named_modules() if n.endswith(f".{config.head_name}"))
@@ -196,10 +238,10 @@ class AdaptedModel(nn.Module):
         self, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], head: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         params = {}
-        for kind, (a, b) in adapters.items():
-            for i, (a_name, b_name) in enumerate(self.param_names[kind]):
-                params[a_name] = a[i]
-                params[b_name] = b[i]
+        for kind, tensors in adapters.items():
+            for i, slot in enumerate(self.param_names[kind]):
+                for (name, shape), stacked in zip(slot, tensors, strict=True):
+                    params[name] = stacked[i] if shape is None else stacked[i].reshape(shape)
         for name, tensor in head.items():
             params[self.head_prefix + name] = tensor
         return params
