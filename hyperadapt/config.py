@@ -128,6 +128,19 @@ class HyperNetConfig:
             raise ValueError(
                 f"target_modules must be a non-empty list of names or None, got {self.target_modules!r}"
             )
+        if self.target_modules is not None and len(set(self.target_modules)) != len(self.target_modules):
+            raise ValueError(f"target_modules lists a module twice: {self.target_modules!r}")
+        if self.feedforward_modules is not None:
+            if not isinstance(self.feedforward_modules, list) or not all(
+                isinstance(t, str) and t for t in self.feedforward_modules
+            ):
+                raise ValueError(
+                    f"feedforward_modules must be a list of names or None, got {self.feedforward_modules!r}"
+                )
+            if self.adapter != "ia3":
+                raise ValueError(
+                    "feedforward_modules applies to adapter: ia3 only; drop it or set adapter: ia3"
+                )
         from .conditioning import CONDITION_PARTS
 
         if not isinstance(self.conditioning, list) or any(

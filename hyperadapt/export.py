@@ -168,6 +168,8 @@ def _generated_from(condition: Condition | str) -> str:
 def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | None, generated_from: str):
     from huggingface_hub import ModelCard, ModelCardData
 
+    from .cards import kind_name
+
     base_id = hub_id_of(cfg.base_model)
     data = ModelCardData(
         library_name="peft",
@@ -194,6 +196,8 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
         labels=", ".join(spec.labels) if spec.labels else "a regression score",
         num_labels=spec.num_outputs,
         base_model=base_id,
+        kind_name=kind_name(cfg),
+        kind_article="an" if kind_name(cfg).startswith("(") else "a",
         rank=cfg.lora_rank,
         alpha=cfg.lora_alpha,
         target_modules=", ".join(cfg.target_modules),

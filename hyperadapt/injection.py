@@ -52,7 +52,8 @@ def describe_base_model(
     """
     targets = list(target_modules) if target_modules else default_target_modules(model, adapter)
     if adapter == "ia3" and feedforward_modules is None:
-        feedforward_modules = default_feedforward_modules(model)
+        # peft's feed-forward modules for the model, as far as they are among the targets.
+        feedforward_modules = [f for f in default_feedforward_modules(model) if f in targets]
     feedforward = list(feedforward_modules or [])
     linear = linear_module_names(model)
     shapes: dict[str, list[int]] = {}
@@ -77,7 +78,10 @@ def describe_base_model(
     feedforward_kinds = sorted(k for k in shapes if any(k == f or k.endswith(f".{f}") for f in feedforward))
     unknown = [f for f in feedforward if not any(k == f or k.endswith(f".{f}") for k in shapes)]
     if unknown:
-        raise HyperAdaptError(f"feedforward_modules {unknown} are not among the target modules {targets}")
+        raise HyperAdaptError(
+            f"feedforward_modules {unknown} are not among the target modules {targets}; add them to "
+            "target_modules or drop them from feedforward_modules"
+        )
     head_name = head_module_name(model)
     head = model.get_submodule(head_name)
     placeholder = model.config.num_labels
