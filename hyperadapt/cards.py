@@ -34,10 +34,7 @@ def adapter_parameters(cfg) -> int:
     """Parameters of one generated adapter (without the task head); 0 for ``adapter: none``."""
     kind = getattr(cfg, "adapter", "lora")
     if kind == "ia3":
-        return sum(
-            len(cfg.module_layers.get(k, [])) * (in_f if k in cfg.feedforward_kinds else out_f)
-            for k, (in_f, out_f) in cfg.module_shapes.items()
-        )
+        return sum(len(cfg.module_layers.get(k, [])) * cfg.vector_size(k) for k in cfg.module_shapes)
     if kind != "lora":
         return 0
     return sum(

@@ -195,6 +195,11 @@ class HyperNetConfig:
             raise ValueError(f"unknown hypernetwork config keys {unknown}; known keys: {sorted(known)}")
         return cls(**data)
 
+    def vector_size(self, kind: str) -> int:
+        """(IA)^3: the length of a module kind's scaling vector (its input for feed-forward kinds)."""
+        in_features, out_features = self.module_shapes[kind]
+        return in_features if kind in self.feedforward_kinds else out_features
+
     @classmethod
     def recipe_fields(cls) -> list[str]:
         """The fields a recipe may set (the rest are filled in from the base model and tasks)."""

@@ -92,8 +92,9 @@ class ComponentGenerator(nn.Module):
             if self.adapter == "ia3":
                 # One scaling vector per module: 1 + a small generated offset, so the first
                 # adapters are close to the identity that (IA)^3 starts from.
-                size = in_features if kind in config.feedforward_kinds else out_features
-                self.l_heads[_key(kind)] = ScaledLinear(width, size, scale, config.init_b_std)
+                self.l_heads[_key(kind)] = ScaledLinear(
+                    width, config.vector_size(kind), scale, config.init_b_std
+                )
                 continue
             # A starts like a LoRA A (entries of scale 1/sqrt(in), as the trunk's LayerNorm output
             # has unit variance) and B near zero, so the first adapters barely move the base model

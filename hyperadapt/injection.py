@@ -188,8 +188,8 @@ def slot_tensors(
     Each comes with the shape the peft parameter has, where it differs from the generated one.
     """
     if config.adapter == "ia3":
-        in_f, out_f = config.module_shapes[kind]
-        shape = (1, in_f) if kind in config.feedforward_kinds else (out_f, 1)
+        size = config.vector_size(kind)  # peft keeps it as a row (input scaling) or a column
+        shape = (1, size) if kind in config.feedforward_kinds else (size, 1)
         return [(f"{module_name}.ia3_l.{ADAPTER_NAME}", shape)]
     return [
         (f"{module_name}.lora_A.{ADAPTER_NAME}.weight", None),

@@ -31,6 +31,24 @@ print(json.dumps(logits.tolist()))
 """
 
 
+def assert_peft_matches_hypernetwork(hypernet, task: str, folder, num_labels: int) -> None:
+    """The folder, loaded by plain peft in a fresh process, gives the hypernetwork's logits (1e-5)."""
+    runtime = Runtime(hypernet)
+    inputs = dict(runtime.tokenizer(SENTENCES, return_tensors="pt", padding=True))
+    with torch.no_grad():
+        expected = runtime.adapted(*hypernet(task), **inputs)
+    command = [
+        sys.executable, "-c", LOAD_WITH_PEFT, hypernet.config.base_model, str(folder), str(num_labels),
+        json.dumps(SENTENCES),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""}
+    )
+    got = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("task, num_labels", [("single", 2), ("score", 1)])
 def test_exported_adapter_loads_with_plain_peft_in_a_fresh_process(trained_run, tmp_path, task, num_labels):
     hypernet = load_hypernetwork(trained_run.hypernetwork_dir)
@@ -41,28 +59,7 @@ def test_exported_adapter_loads_with_plain_peft_in_a_fresh_process(trained_run, 
     assert config["peft_type"] == "LORA" and config["task_type"] == "SEQ_CLS"
     assert "classifier" in config["modules_to_save"]
 
-    runtime = Runtime(hypernet)
-    inputs = dict(runtime.tokenizer(SENTENCES, return_tensors="pt", padding=True))
-    with torch.no_grad():
-        expected = runtime.adapted(*hypernet(task), **inputs)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            LOAD_WITH_PEFT,
-            hypernet.config.base_model,
-            str(folder),
-            str(num_labels),
-            json.dumps(SENTENCES),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"HF_HUB_OFFLINE": "1", "PATH": ""},
-    )
-    got = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
-    assert got.shape == expected.shape
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert_peft_matches_hypernetwork(hypernet, task, folder, num_labels)
 
 
 def test_training_run_exports_one_adapter_per_task(trained_run):
