@@ -1,4 +1,5 @@
-"""Resumable training checkpoints: numbered folders written whole, the last K kept.
+"""A training run's folder: resumable checkpoints (numbered folders written whole, the last K
+kept), and the checks that decide whether a run starts, resumes, or may not touch the folder.
 
 A checkpoint is ``<output_dir>/checkpoints/step_NNNNNN/``. It holds what `accelerate`'s
 ``save_state`` writes (the hypernetwork as ``model.safetensors``, the optimiser and scheduler
@@ -36,7 +37,13 @@ STATE_FORMAT = 1
 _NAME = re.compile(r"^step_(\d+)$")
 # Names in the staging folder of a run's outputs (tempfile.mkdtemp's 8-character suffix).
 _STAGING = re.compile(r"^[a-z0-9_]{8}$")
-_STAGED = {"hypernetwork", "adapters", "metrics.json", CHECKPOINTS, "logs"}
+METRICS_FILE = "metrics.json"
+LOGS = "logs"
+# What the end of a run writes into its folder.
+OUTPUTS = ("hypernetwork", "adapters", METRICS_FILE)
+_STAGED = {*OUTPUTS, CHECKPOINTS, LOGS}
+# Files that mark a folder as a training run's, which --overwrite may replace.
+RUN_MARKERS = (METRICS_FILE, "hypernetwork/config.json", CHECKPOINTS)
 
 # Recipe settings that may change between a run and its resumption: they do not change what is
 # computed. Everything else must match, or the resumed run would not continue the same run.
@@ -394,3 +401,72 @@ def load_checkpoint(accelerator, checkpoint: Path) -> None:
             f"checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: {detail}); resume "
             "from an earlier one with --resume PATH, or start over with --overwrite"
         ) from None
+
+
+def resume_point(out: Path, resume: str | None, overwrite: bool) -> Path | None:
+    """Check the output folder for a new or a resumed run; return the checkpoint to resume from.
+
+    Everything is checked before any work is done and before anything is written.
+    """
+    from .export import check_output_folder
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        recover_checkpoints(out)
+    has_checkpoints = bool(list_checkpoints(out))
+    finished = (out / METRICS_FILE).exists() and (not has_checkpoints or latest_is_final(out))
+    if resume is None:
+        if not overwrite and has_checkpoints and not finished:
+            raise HyperAdaptError(
+                f"output folder {out} holds checkpoints of an unfinished run; pass --resume latest to "
+                "continue it, or --overwrite to start over"
+            )
+        check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")
+        return None
+    if overwrite:
+        raise HyperAdaptError("--overwrite starts a run over and --resume continues one; pass only one")
+    if finished:
+        raise HyperAdaptError(
+            f"the run in {out} has finished ({METRICS_FILE} is written), so there is nothing to resume; "
+            "start a new run with another --output-dir, or pass --overwrite instead of --resume"
+        )
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CHECKPOINTS).is_dir())):
+        raise HyperAdaptError(
+            f"output folder {out} is not a training run hyperadapt started (it has no {CHECKPOINTS}/ "
+            "folder); check --output-dir"
+        )
+    checkpoint = find_checkpoint(out, resume)
+    if checkpoint is None and out.is_dir():
+        # Starting from step 0 in a folder that holds only what a run killed before its first
+        # checkpoint leaves (its logs, a partial checkpoint); anything else is not ours to mix with.
+        root = out / CHECKPOINTS
+        foreign = [p.name for p in out.iterdir() if p.name not in (CHECKPOINTS, LOGS)]
+        if root.is_dir():
+            foreign += [f"{CHECKPOINTS}/{p.name}" for p in root.iterdir() if not p.name.endswith(".partial")]
+        if foreign:
+            raise HyperAdaptError(
+                f"output folder {out} holds {sorted(foreign)[:4]} but no hyperadapt checkpoint to resume; "
+                "check --output-dir, or start a run in an empty folder"
+            )
+    return checkpoint
+
+
+def check_shared_folder(accelerator, folder: Path) -> None:
+    """Every process must see the checkpoints folder the main process writes (its RNG states go there)."""
+    from accelerate.utils import gather_object
+
+    token = folder / f".shared-{os.getpid()}"
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        token.write_text("")
+    token = Path(gather_object([str(token)])[0])  # the main process's name for it
+    accelerator.wait_for_everyone()
+    missing = [rank for rank, seen in enumerate(gather_object([token.exists()])) if not seen]
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        token.unlink(missing_ok=True)
+    if missing:
+        raise HyperAdaptError(
+            f"processes {missing} do not see {folder} as the main process writes it; checkpoints need "
+            "one output folder that every process shares (a shared file system on several machines), or "
+            "training.save_every: 0"
+        )

@@ -30,17 +30,19 @@ import torch
 from .base_model import check_inputs_fit, load_sequence_classifier, load_tokenizer
 from .checkpoints import (
     CHECKPOINTS,
+    LOGS,
+    METRICS_FILE,
+    OUTPUTS,
     STATE_FORMAT,
     check_same_data,
     check_same_recipe,
     check_same_world,
-    find_checkpoint,
-    latest_is_final,
+    check_shared_folder,
     list_checkpoints,
     load_best,
     load_checkpoint,
     read_state,
-    recover_checkpoints,
+    resume_point,
     save_checkpoint,
 )
 from .conditioning import ConditionBuilder, TrainingConditions
@@ -50,76 +52,12 @@ from .files import RunLock, atomic_dir
 from .hypernetwork import HyperNetwork
 from .injection import AdaptedModel
 from .recipe import Recipe
+from .sampling import TaskBatches, TaskSampler
 from .text_encoder import SentenceEncoder
 
 logger = logging.getLogger(__name__)
 _other_ranks = logging.getLogger(f"{__name__}.other_ranks")
 _other_ranks.setLevel(logging.ERROR)
-
-
-class TaskSampler:
-    """Draws the task of each step: ``p(task) ~ size ** (1 / temperature)``.
-
-    Args:
-        sizes: Training examples per task.
-        temperature: 1 samples in proportion to size; larger values flatten towards uniform.
-        seed: Seeds the sampler's own generator, so every process draws the same sequence.
-    """
-
-    def __init__(self, sizes: list[int], temperature: float, seed: int):
-        weights = np.asarray(sizes, dtype=np.float64) ** (1.0 / temperature)
-        self.probabilities = weights / weights.sum()
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self) -> int:
-        return int(self.rng.choice(len(self.probabilities), p=self.probabilities))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
-
-class TaskBatches:
-    """Endless shuffled single-task batches, reshuffled each epoch from a seeded generator.
-
-    Args:
-        examples: The task's training examples.
-        batch_size: Examples per batch (fewer when the task has fewer).
-        seed: Seeds the shuffles.
-        multiple_of: Batch sizes are kept a multiple of this (the number of processes, which
-            split each batch into equal shares).
-    """
-
-    def __init__(self, examples: list[dict], batch_size: int, seed: int, multiple_of: int = 1):
-        self.examples = examples
-        self.batch_size = min(batch_size, len(examples) - len(examples) % multiple_of)
-        self.rng = np.random.default_rng(seed)
-        self.order: list[int] = []
-        self.position = 0
-        self.epoch = 0
-
-    def next(self) -> list[dict]:
-        if self.position + self.batch_size > len(self.order):
-            self.order = self.rng.permutation(len(self.examples)).tolist()
-            self.position = 0
-            self.epoch += 1
-        chunk = self.order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return [self.examples[i] for i in chunk]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "rng": self.rng.bit_generator.state,
-            "order": self.order,
-            "position": self.position,
-            "epoch": self.epoch,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.order, self.position, self.epoch = state["order"], state["position"], state["epoch"]
 
 
 @dataclass
@@ -139,13 +77,8 @@ class TrainResult:
     hypernetwork: HyperNetwork | None = None
 
 
-# Files that mark a folder as a training run's, which --overwrite may replace.
-RUN_MARKERS = ("metrics.json", "hypernetwork/config.json", f"{CHECKPOINTS}")
-METRICS_FILE = "metrics.json"
-LOGS = "logs"
 # The package each accelerate tracker needs.
 TRACKER_MODULES = {"tensorboard": "tensorboard", "comet_ml": "comet_ml", "clearml": "clearml"}
-OUTPUTS = ("hypernetwork", "adapters", METRICS_FILE)  # what the end of a run writes
 
 
 def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str, str] | None = None) -> None:
@@ -154,53 +87,6 @@ def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str,
         hypernet.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-
-
-def _resume_point(out: Path, resume: str | None, overwrite: bool) -> Path | None:
-    """Check the output folder for a new or a resumed run; return the checkpoint to resume from.
-
-    Everything is checked before any work is done and before anything is written.
-    """
-    from .export import check_output_folder
-
-    if int(os.environ.get("RANK", "0")) == 0:
-        recover_checkpoints(out)
-    has_checkpoints = bool(list_checkpoints(out))
-    finished = (out / METRICS_FILE).exists() and (not has_checkpoints or latest_is_final(out))
-    if resume is None:
-        if not overwrite and has_checkpoints and not finished:
-            raise HyperAdaptError(
-                f"output folder {out} holds checkpoints of an unfinished run; pass --resume latest to "
-                "continue it, or --overwrite to start over"
-            )
-        check_output_folder(out, overwrite, "--output-dir", RUN_MARKERS, "a training run")
-        return None
-    if overwrite:
-        raise HyperAdaptError("--overwrite starts a run over and --resume continues one; pass only one")
-    if finished:
-        raise HyperAdaptError(
-            f"the run in {out} has finished ({METRICS_FILE} is written), so there is nothing to resume; "
-            "start a new run with another --output-dir, or pass --overwrite instead of --resume"
-        )
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CHECKPOINTS).is_dir())):
-        raise HyperAdaptError(
-            f"output folder {out} is not a training run hyperadapt started (it has no {CHECKPOINTS}/ "
-            "folder); check --output-dir"
-        )
-    checkpoint = find_checkpoint(out, resume)
-    if checkpoint is None and out.is_dir():
-        # Starting from step 0 in a folder that holds only what a run killed before its first
-        # checkpoint leaves (its logs, a partial checkpoint); anything else is not ours to mix with.
-        root = out / CHECKPOINTS
-        foreign = [p.name for p in out.iterdir() if p.name not in (CHECKPOINTS, LOGS)]
-        if root.is_dir():
-            foreign += [f"{CHECKPOINTS}/{p.name}" for p in root.iterdir() if not p.name.endswith(".partial")]
-        if foreign:
-            raise HyperAdaptError(
-                f"output folder {out} holds {sorted(foreign)[:4]} but no hyperadapt checkpoint to resume; "
-                "check --output-dir, or start a run in an empty folder"
-            )
-    return checkpoint
 
 
 def _data_digest(tasks: list) -> str:
@@ -216,26 +102,6 @@ def _fingerprint(recipe_dict: dict[str, Any], data_digest: str) -> str:
     """A digest of the recipe and the training data, equal on processes that run the same job."""
     text = json.dumps(recipe_dict, sort_keys=True, default=str) + data_digest
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _check_shared_folder(accelerator, folder: Path, gather_object) -> None:
-    """Every process must see the checkpoints folder the main process writes (its RNG states go there)."""
-    token = folder / f".shared-{os.getpid()}"
-    if accelerator.is_main_process:
-        folder.mkdir(parents=True, exist_ok=True)
-        token.write_text("")
-    token = Path(gather_object([str(token)])[0])  # the main process's name for it
-    accelerator.wait_for_everyone()
-    missing = [rank for rank, seen in enumerate(gather_object([token.exists()])) if not seen]
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        token.unlink(missing_ok=True)
-    if missing:
-        raise HyperAdaptError(
-            f"processes {missing} do not see {folder} as the main process writes it; checkpoints need "
-            "one output folder that every process shares (a shared file system on several machines), or "
-            "training.save_every: 0"
-        )
 
 
 def _tracker_config(recipe_dict: dict[str, Any]) -> dict[str, Any]:
@@ -320,7 +186,7 @@ def _train(
 
     cfg = recipe.training
     recipe_dict = recipe.to_dict()
-    checkpoint = _resume_point(out, resume, overwrite)
+    checkpoint = resume_point(out, resume, overwrite)
     saved = read_state(checkpoint) if checkpoint is not None else None
     # A resumed run reports the time of all its parts.
     earlier_seconds = saved.get("seconds", 0.0) if saved is not None else 0.0
@@ -382,7 +248,7 @@ def _train(
             )
         else:
             try:  # once more, now that no other run can change the folder
-                if _resume_point(out, resume, overwrite) != checkpoint:
+                if resume_point(out, resume, overwrite) != checkpoint:
                     problem = f"the checkpoints in {out} changed while this run started; run it again"
             except HyperAdaptError as err:
                 problem = str(err)
@@ -405,7 +271,7 @@ def _train(
     if saved is not None:
         check_same_world(checkpoint, saved, world)
     if world > 1 and cfg.save_every:
-        _check_shared_folder(accelerator, out / CHECKPOINTS, gather_object)
+        check_shared_folder(accelerator, out / CHECKPOINTS)
     small = [t.name for t in tasks if len(t.splits["train"]) < world]
     if small:
         raise HyperAdaptError(
