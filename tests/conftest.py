@@ -96,6 +96,17 @@ def task_dirs(tmp_path_factory) -> dict[str, str]:
     }
 
 
+def with_changes(data: dict, changes: dict) -> dict:
+    """Apply ``section__key=value`` changes (or ``section=value``) to a recipe dict, in place."""
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            data[section][name] = value
+        else:
+            data[section] = value
+    return data
+
+
 def tiny_recipe(base: str, tasks: dict[str, str], out: Path, steps: int = 6, **training) -> dict:
     return {
         "seed": 0,

@@ -18,7 +18,7 @@ import yaml
 
 from hyperadapt.cli import main
 
-from .conftest import make_tiny_bert, tiny_recipe
+from .conftest import make_tiny_bert, tiny_recipe, with_changes
 
 
 @dataclass
@@ -39,12 +39,7 @@ class Ctx:
     def recipe(self, text: str | None = None, **changes) -> str:
         """A recipe file: the tiny working recipe with ``section__key=value`` changes, or ``text``."""
         data = tiny_recipe(self.tiny_bert, {"single": self.tasks["single"]}, self.tmp / "out", steps=2)
-        for key, value in changes.items():
-            section, _, name = key.partition("__")
-            if name:
-                data[section][name] = value
-            else:
-                data[section] = value
+        with_changes(data, changes)
         path = self.tmp / "recipe.yaml"
         path.write_text(text if text is not None else yaml.safe_dump(data))
         return str(path)

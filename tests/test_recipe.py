@@ -10,6 +10,8 @@ import yaml
 from hyperadapt.errors import HyperAdaptError
 from hyperadapt.recipe import TrainingConfig, apply_overrides, load_recipe, parse_recipe
 
+from .conftest import with_changes
+
 
 def _data(**changes) -> dict:
     data = {
@@ -19,13 +21,7 @@ def _data(**changes) -> dict:
         "training": {"max_steps": 10, "batch_size": 4},
         "tasks": [{"builtin": "rt_sentiment"}],
     }
-    for key, value in changes.items():
-        section, _, name = key.partition("__")
-        if name:
-            data[section][name] = value
-        else:
-            data[section] = value
-    return data
+    return with_changes(data, changes)
 
 
 def test_a_valid_recipe_parses_with_defaults():
