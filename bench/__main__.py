@@ -1,4 +1,4 @@
-"""``python -m bench zero-shot [--quick]``: see each benchmark module's docstring."""
+"""``python -m bench {zero-shot,kinds,chunking} [--quick]``: see each benchmark module's docstring."""
 
 from __future__ import annotations
 
@@ -17,21 +17,23 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
 
-    from bench import zero_shot
+    from bench import adapter_kinds, chunking, zero_shot
 
+    benchmarks = {
+        "zero-shot": (zero_shot, "leave-tasks-out zero-/few-shot evaluation"),
+        "kinds": (adapter_kinds, "LoRA, (IA)^3 and bottleneck adapters against peft LoRA per task"),
+        "chunking": (chunking, "generator size and step time, chunked and not, by hidden size"),
+    }
     parser = argparse.ArgumentParser(prog="python -m bench")
     commands = parser.add_subparsers(dest="command", required=True)
-    zero_shot.add_arguments(
-        commands.add_parser(
-            "zero-shot",
-            help="leave-tasks-out zero-/few-shot evaluation",
-            description=zero_shot.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+    for name, (module, summary) in benchmarks.items():
+        module.add_arguments(
+            commands.add_parser(
+                name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+            )
         )
-    )
     args = parser.parse_args()
-    if args.command == "zero-shot":
-        zero_shot.main(args)
+    benchmarks[args.command][0].main(args)
 
 
 if __name__ == "__main__":

@@ -198,11 +198,13 @@ def linear_module_names(model: nn.Module) -> list[str]:
     return names
 
 
-def default_target_modules(model: nn.Module, adapter: str = "lora") -> list[str]:
+def default_target_modules(model: nn.Module, adapter: str = "lora", placement: str = "houlsby") -> list[str]:
     """The modules that get adapters by default, found from the model itself.
 
     LoRA: the attention projections (peft's table, then name patterns). (IA)^3: peft's table of
-    keys, values and feed-forward outputs.
+    keys, values and feed-forward outputs. Bottleneck: the attention and feed-forward output
+    projections of each block (``placement: pfeiffer``: the feed-forward one only), found from
+    the block's structure.
 
     Raises:
         HyperAdaptError: when no known pattern matches; the message lists candidate names.
@@ -213,6 +215,10 @@ def default_target_modules(model: nn.Module, adapter: str = "lora") -> list[str]
     names = linear_module_names(model)
     suffixes = {name.rsplit(".", 1)[-1] for name in names}
     model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if adapter == "bottleneck":
+        from .bottleneck import default_bottleneck_modules
+
+        return default_bottleneck_modules(model, placement)
     if adapter == "ia3":
         targets = IA3_TARGETS.get(model_type)
         if targets and all(any(n == t or n.endswith(f".{t}") for n in names) for t in targets):

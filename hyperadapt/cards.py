@@ -21,13 +21,17 @@ if TYPE_CHECKING:
     from .hypernetwork import HyperNetwork
 
 
+_KIND_NAMES = {"ia3": "(IA)^3", "bottleneck": "bottleneck"}
+
+
 def _kind_tag(cfg) -> str:
-    return "ia3" if getattr(cfg, "adapter", "lora") == "ia3" else "lora"
+    kind = getattr(cfg, "adapter", "lora")
+    return kind if kind in _KIND_NAMES else "lora"
 
 
 def kind_name(cfg) -> str:
     """How cards name the adapters a hypernetwork writes (``adapter: none`` writes LoRA folders)."""
-    return "(IA)^3" if getattr(cfg, "adapter", "lora") == "ia3" else "LoRA"
+    return _KIND_NAMES.get(getattr(cfg, "adapter", "lora"), "LoRA")
 
 
 def adapter_parameters(cfg) -> int:
@@ -35,6 +39,12 @@ def adapter_parameters(cfg) -> int:
     kind = getattr(cfg, "adapter", "lora")
     if kind == "ia3":
         return sum(len(cfg.module_layers.get(k, [])) * cfg.vector_size(k) for k in cfg.module_shapes)
+    if kind == "bottleneck":  # down and up projections with their biases
+        size = cfg.bottleneck_size
+        return sum(
+            len(cfg.module_layers.get(k, [])) * (2 * size * out_f + size + out_f)
+            for k, (_, out_f) in cfg.module_shapes.items()
+        )
     if kind != "lora":
         return 0
     return sum(
@@ -179,6 +189,8 @@ def hypernetwork_card(
         kind_name=kind_name(cfg),
         rank=cfg.lora_rank,
         alpha=cfg.lora_alpha,
+        bottleneck_size=getattr(cfg, "bottleneck_size", None),
+        activation=getattr(cfg, "bottleneck_activation", None),
         target_modules=", ".join(cfg.target_modules or []),
         num_modules=sum(len(v) for v in cfg.module_layers.values()),
         adapter_parameters=f"{num_params:,}",

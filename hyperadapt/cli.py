@@ -102,7 +102,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .cards import known_metrics
-    from .export import ADAPTER_CONFIG, check_output_folder, export_lora_adapter
+    from .export import ADAPTER_MARKERS, check_output_folder, export_adapter
     from .files import atomic_dir
     from .hub import check_push_target, push_adapter
     from .runtime import Runtime, load_hypernetwork, new_task_spec
@@ -111,7 +111,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise HyperAdaptError(
             "say which adapter to generate: --task NAME, or --description '...' --labels '...'"
         )
-    check_output_folder(Path(args.out), args.overwrite, "--out", (ADAPTER_CONFIG,), "an exported adapter")
+    check_output_folder(Path(args.out), args.overwrite, "--out", ADAPTER_MARKERS, "an exported adapter")
     if args.push_to_hub:
         check_push_target(args.push_to_hub)  # a bad repo id fails before anything is generated
     hypernet = load_hypernetwork(args.hypernetwork, revision=args.revision)
@@ -141,7 +141,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     # Written to a temporary folder, pushed from there, and renamed into place only once pushed:
     # a failed push leaves no --out folder behind.
     with atomic_dir(args.out) as staged:
-        export_lora_adapter(
+        export_adapter(
             hypernet,
             spec,
             staged,
@@ -188,6 +188,7 @@ def _check_conditioned_on(hypernet, part: str, flag: str) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .base_model import check_inputs_fit
+    from .bottleneck import BOTTLENECK_CONFIG
     from .evaluation import evaluate_hypernetwork
     from .runtime import Runtime, load_hypernetwork, resolve_task
 
@@ -199,7 +200,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "max_examples": args.max_examples,
     }
     _check_task_path(args.task)
-    if (path / "adapter_config.json").is_file():
+    if (path / "adapter_config.json").is_file() or (path / BOTTLENECK_CONFIG).is_file():
         print(json.dumps(_eval_adapter(path, args, common), indent=2))
         return 0
     hypernet = load_hypernetwork(args.model, revision=args.revision)
@@ -251,10 +252,12 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     from safetensors import SafetensorError
 
     from .base_model import check_inputs_fit, load_sequence_classifier, load_tokenizer
+    from .bottleneck import BOTTLENECK_CONFIG, from_pretrained
     from .evaluation import evaluate_logits_fn
     from .export import ADAPTER_CONFIG, TASK_FILE
     from .runtime import resolve_task
 
+    bottleneck = (path / BOTTLENECK_CONFIG).is_file()
     if not (path / "adapter_model.safetensors").is_file():
         pickled = (path / "adapter_model.bin").is_file()
         raise HyperAdaptError(
@@ -266,7 +269,9 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     base_name = (
         args.base_model
         or info.get("base_model")
-        or _read_json(path / ADAPTER_CONFIG).get("base_model_name_or_path")
+        or _read_json(path / (BOTTLENECK_CONFIG if bottleneck else ADAPTER_CONFIG)).get(
+            "base_model" if bottleneck else "base_model_name_or_path"
+        )
     )
     if not base_name:
         raise HyperAdaptError(f"adapter {path} does not name its base model; pass --base-model")
@@ -283,7 +288,7 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
         task = _as(task, generated_for)
     base = load_sequence_classifier(base_name, num_labels=task.spec.num_outputs)
     try:
-        model = PeftModel.from_pretrained(base, str(path)).eval()
+        model = from_pretrained(base, path) if bottleneck else PeftModel.from_pretrained(base, str(path)).eval()
     except (RuntimeError, ValueError, OSError, SafetensorError) as err:
         first = " ".join(str(err).strip().splitlines()[:2])  # a shape mismatch lists every tensor
         raise HyperAdaptError(

@@ -5,8 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-# What the generator emits: LoRA matrices, (IA)^3 vectors, or nothing (the heads-only baseline).
-ADAPTER_KINDS = ("lora", "ia3", "none")
+# What the generator emits: LoRA matrices, (IA)^3 vectors, bottleneck adapters, or nothing (the
+# heads-only baseline).
+ADAPTER_KINDS = ("lora", "ia3", "bottleneck", "none")
+# Where bottleneck adapters sit: after both sub-layers of a block (Houlsby et al., 2019) or after
+# the feed-forward sub-layer only (Pfeiffer et al., 2021).
+BOTTLENECK_PLACEMENTS = ("houlsby", "pfeiffer")
+BOTTLENECK_ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
 
 
 def _help(text: str, default: Any = None, factory: Any = None):
@@ -39,12 +44,29 @@ class HyperNetConfig:
         "feedforward_modules); None takes peft's table for the model.",
     )
     adapter: str = _help(
-        "'lora': generate LoRA adapters; 'ia3': generate (IA)^3 scaling vectors; 'none': no adapter, the "
+        "'lora': generate LoRA adapters; 'ia3': generate (IA)^3 scaling vectors; 'bottleneck': generate "
+        "bottleneck adapters (down projection, activation, up projection, residual); 'none': no adapter, the "
         "task heads alone are trained (a baseline).",
         "lora",
     )
     lora_rank: int = _help("Rank r of every generated LoRA adapter.", 8)
     lora_alpha: float = _help("LoRA alpha; the update is scaled by alpha / r.", 16.0)
+    bottleneck_size: int = _help("Bottleneck adapters: the width of the down projection.", 8)
+    bottleneck_placement: str = _help(
+        "Bottleneck adapters: 'houlsby' (after the attention output and the feed-forward output of each "
+        "block) or 'pfeiffer' (after the feed-forward output only); ignored when target_modules is set.",
+        "houlsby",
+    )
+    bottleneck_activation: str = _help(
+        f"Bottleneck adapters: the non-linearity between the projections, one of {BOTTLENECK_ACTIVATIONS}.",
+        "relu",
+    )
+    generator_chunk_size: int | None = _help(
+        "Chunked generation: emit each generated tensor in chunks of this many entries, each chunk "
+        "conditioned on a learned chunk embedding, so the output layers do not grow with the adapted "
+        "modules' sizes. None emits every tensor whole.",
+    )
+    chunk_embedding_dim: int = _help("Chunked generation: size of the learned chunk embedding.", 32)
     conditioning: list[str] = _help(
         "What adapters are conditioned on: any of 'name' (a learned embedding per task), 'description' "
         "(the encoded task description), 'examples' (mean encoding of k labelled examples); [] trains one "
@@ -107,11 +129,26 @@ class HyperNetConfig:
             "module_embedding_dim",
             "generator_width",
             "generator_depth",
+            "bottleneck_size",
+            "chunk_embedding_dim",
         )
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        chunk = self.generator_chunk_size
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise ValueError(f"generator_chunk_size must be a positive integer or null, got {chunk!r}")
+        if self.bottleneck_placement not in BOTTLENECK_PLACEMENTS:
+            raise ValueError(
+                f"bottleneck_placement must be one of {', '.join(map(repr, BOTTLENECK_PLACEMENTS))}, "
+                f"got {self.bottleneck_placement!r}"
+            )
+        if self.bottleneck_activation not in BOTTLENECK_ACTIVATIONS:
+            raise ValueError(
+                f"bottleneck_activation must be one of {', '.join(map(repr, BOTTLENECK_ACTIVATIONS))}, "
+                f"got {self.bottleneck_activation!r}"
+            )
         if not isinstance(self.lora_alpha, (int, float)) or self.lora_alpha <= 0:
             raise ValueError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -199,6 +236,20 @@ class HyperNetConfig:
         """(IA)^3: the length of a module kind's scaling vector (its input for feed-forward kinds)."""
         in_features, out_features = self.module_shapes[kind]
         return in_features if kind in self.feedforward_kinds else out_features
+
+    def generated_tensors(self, kind: str) -> list[tuple[str, list[tuple[int, ...]]]]:
+        """What the generator emits for one module of a kind: output groups and their tensors' shapes.
+
+        Each group is one output head ("a", "b" or "l"); its output is split into the listed
+        tensors, in the order the module's slot takes them.
+        """
+        in_features, out_features = self.module_shapes[kind]
+        if self.adapter == "ia3":
+            return [("l", [(self.vector_size(kind),)])]
+        if self.adapter == "bottleneck":  # down projection (weight, bias), up projection (weight, bias)
+            size = self.bottleneck_size
+            return [("a", [(size, out_features), (size,)]), ("b", [(out_features, size), (out_features,)])]
+        return [("a", [(self.lora_rank, in_features)]), ("b", [(out_features, self.lora_rank)])]
 
     @classmethod
     def recipe_fields(cls) -> list[str]:

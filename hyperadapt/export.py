@@ -1,8 +1,10 @@
-"""Exporting a generated adapter as a standard ``peft`` LoRA folder.
+"""Exporting a generated adapter as a folder that loads without the hypernetwork.
 
-The folder is written by ``peft`` itself (``PeftModel.save_pretrained``) from a fresh
-``*ForSequenceClassification`` model whose LoRA slots and task head are filled with what the
-hypernetwork generated, so it loads with ``PeftModel.from_pretrained`` and nothing else.
+LoRA and (IA)^3 folders are written by ``peft`` itself (``PeftModel.save_pretrained``) from a
+fresh ``*ForSequenceClassification`` model whose adapter slots and task head are filled with what
+the hypernetwork generated, so they load with ``PeftModel.from_pretrained`` and nothing else.
+Bottleneck adapters, which peft lacks, are written the same way from a model wrapped with
+`BottleneckAdapter` modules, and load with `hyperadapt.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,22 @@ from .data import TaskSpec
 from .errors import HyperAdaptError
 from .files import atomic_dir
 from .hypernetwork import HyperNetwork
-from .injection import ADAPTER_NAME, check_base_matches, lora_config, lora_slots, slot_tensors
+from .bottleneck import BOTTLENECK_CONFIG
+from .injection import (
+    ADAPTER_NAME,
+    check_base_matches,
+    lora_config,
+    lora_slots,
+    matched_modules,
+    slot_tensors,
+)
 
 logger = logging.getLogger(__name__)
 
 TASK_FILE = "hyperadapt_task.json"
 ADAPTER_CONFIG = "adapter_config.json"
+# The files that mark a folder as an exported adapter (which --overwrite may replace).
+ADAPTER_MARKERS = (ADAPTER_CONFIG, BOTTLENECK_CONFIG)
 _CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "adapter_card.md"
 
 
@@ -74,7 +86,7 @@ def check_output_folder(out: Path, overwrite: bool, option: str, markers: tuple[
 
 
 @torch.no_grad()
-def export_lora_adapter(
+def export_adapter(
     hypernet: HyperNetwork,
     task: str | TaskSpec,
     out_dir: str | Path,
@@ -84,7 +96,7 @@ def export_lora_adapter(
     metrics: dict[str, float] | None = None,
     hypernetwork_ref: str | None = None,
 ) -> Path:
-    """Generate a task's adapter and write it as a peft LoRA folder with its head.
+    """Generate a task's adapter and write it as a folder with its head.
 
     Args:
         hypernet: A trained hypernetwork.
@@ -97,7 +109,8 @@ def export_lora_adapter(
 
     Returns:
         The folder, which loads with ``PeftModel.from_pretrained(AutoModelForSequenceClassification
-        .from_pretrained(base, num_labels=k), folder)``.
+        .from_pretrained(base, num_labels=k), folder)`` (LoRA, (IA)^3), or with
+        ``hyperadapt.from_pretrained(base, folder)`` (bottleneck adapters).
     """
     from peft import get_peft_model
 
@@ -105,7 +118,7 @@ def export_lora_adapter(
     if condition is None:
         condition = spec.name
     out = Path(out_dir)
-    check_output_folder(out, overwrite, "--out", (ADAPTER_CONFIG,), "an exported adapter")
+    check_output_folder(out, overwrite, "--out", ADAPTER_MARKERS, "an exported adapter")
     cfg = hypernet.config
     was_training = hypernet.training
     hypernet.eval()
@@ -118,36 +131,72 @@ def export_lora_adapter(
         cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision
     )
     check_base_matches(cfg, base, cfg.base_model)
+    task_info = {
+        "task": spec.to_dict(),
+        "generated_from": _generated_from(condition),
+        "hypernetwork": hypernetwork_ref,
+        "base_model": cfg.base_model,
+        "num_labels": spec.num_outputs,
+        "metrics": metrics,
+    }
+    card = _card(spec, cfg, metrics, hypernetwork_ref, _generated_from(condition))
+    if cfg.adapter == "bottleneck":
+        _write_bottleneck(out, base, cfg, spec, adapters, head, task_info, card)
+        logger.debug("wrote the %s adapter to %s", spec.name, out)
+        return out
     # peft's SEQ_CLS task type already saves "classifier" and "score" heads; name others.
     extra = {} if cfg.head_name in ("classifier", "score") else {"modules_to_save": [cfg.head_name]}
     peft_model = get_peft_model(base, lora_config(cfg, task_type="SEQ_CLS", **extra))
-    slots = dict(peft_model.named_parameters())
-    for kind, entries in lora_slots(peft_model).items():
-        if kind not in adapters:  # adapter "none": peft starts B at zero, so the update is zero
-            continue
-        for i, (_, name, _) in enumerate(entries):
-            for (param_name, shape), stacked in zip(
-                slot_tensors(cfg, name, kind), adapters[kind], strict=True
-            ):
-                slots[param_name].copy_(stacked[i] if shape is None else stacked[i].reshape(shape))
+    _fill_slots(peft_model, cfg, adapters)
     wrapper = peft_model.base_model.model.get_submodule(cfg.head_name)
     wrapper.modules_to_save[ADAPTER_NAME].load_state_dict(head, strict=True)
     peft_model.peft_config[ADAPTER_NAME].base_model_name_or_path = hub_id_of(cfg.base_model)
 
     with atomic_dir(out) as tmp:
         peft_model.save_pretrained(tmp)
-        task_info = {
-            "task": spec.to_dict(),
-            "generated_from": _generated_from(condition),
-            "hypernetwork": hypernetwork_ref,
-            "base_model": cfg.base_model,
-            "num_labels": spec.num_outputs,
-            "metrics": metrics,
-        }
         (tmp / TASK_FILE).write_text(json.dumps(task_info, indent=2), encoding="utf-8")
-        _card(spec, cfg, metrics, hypernetwork_ref, _generated_from(condition)).save(tmp / "README.md")
+        card.save(tmp / "README.md")
     logger.debug("wrote the %s adapter to %s", spec.name, out)
     return out
+
+
+def _fill_slots(model: torch.nn.Module, cfg, adapters: dict[str, tuple[torch.Tensor, ...]]) -> None:
+    """Copy generated tensors into the adapter slots of a wrapped model."""
+    params = dict(model.named_parameters())
+    for kind, entries in lora_slots(model).items():
+        if kind not in adapters:  # adapter "none": peft starts B at zero, so the update is zero
+            continue
+        for i, (_, name, _) in enumerate(entries):
+            for (param_name, shape), stacked in zip(slot_tensors(cfg, name, kind), adapters[kind], strict=True):
+                params[param_name].copy_(stacked[i] if shape is None else stacked[i].reshape(shape))
+
+
+def _write_bottleneck(out: Path, base, cfg, spec, adapters, head, task_info, card) -> None:
+    """A bottleneck adapter folder: the wrapped modules' tensors and the head, for `from_pretrained`."""
+    from .bottleneck import inject_bottlenecks, save_bottleneck_folder
+
+    names = matched_modules(base, cfg.target_modules, cfg.adapter)
+    inject_bottlenecks(base, names, cfg.bottleneck_size, cfg.bottleneck_activation)
+    _fill_slots(base, cfg, adapters)
+    base.get_submodule(cfg.head_name).load_state_dict(head, strict=True)
+    info = {
+        "base_model": hub_id_of(cfg.base_model),
+        "base_model_revision": cfg.base_model_revision,
+        "model_type": cfg.model_type,
+        "hidden_size": cfg.hidden_size,
+        "placement": cfg.bottleneck_placement,
+        "target_modules": list(cfg.target_modules),
+        "module_shapes": cfg.module_shapes,
+        "bottleneck_size": cfg.bottleneck_size,
+        "activation": cfg.bottleneck_activation,
+        "head_name": cfg.head_name,
+        "num_labels": spec.num_outputs,
+        "labels": list(spec.labels) if spec.labels else None,
+    }
+    with atomic_dir(out) as tmp:
+        save_bottleneck_folder(tmp, base, names, cfg.head_name, info)
+        (tmp / TASK_FILE).write_text(json.dumps(task_info, indent=2), encoding="utf-8")
+        card.save(tmp / "README.md")
 
 
 def _generated_from(condition: Condition | str) -> str:
@@ -171,8 +220,9 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
     from .cards import kind_name
 
     base_id = hub_id_of(cfg.base_model)
+    bottleneck = cfg.adapter == "bottleneck"
     data = ModelCardData(
-        library_name="peft",
+        library_name="hyperadapt" if bottleneck else "peft",
         base_model=base_id if "/" in base_id and not Path(base_id).exists() else None,
         tags=[
             "hyperadapt",
@@ -186,7 +236,7 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
     example = '"a sentence"' if len(spec.text_fields) == 1 else '"first text", "second text"'
     return ModelCard.from_template(
         data,
-        template_str=_template("adapter_card.md"),
+        template_str=_template("bottleneck_card.md" if bottleneck else "adapter_card.md"),
         task_name=spec.name,
         task_type=spec.task_type,
         description=spec.description,
@@ -201,6 +251,8 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
         rank=cfg.lora_rank,
         alpha=cfg.lora_alpha,
         target_modules=", ".join(cfg.target_modules),
+        bottleneck_size=cfg.bottleneck_size,
+        activation=cfg.bottleneck_activation,
         metrics={k: round(v, 4) for k, v in (metrics or {}).items() if isinstance(v, float)},
         example_call=example,
     )

@@ -1,10 +1,12 @@
-"""The hypernetwork: a task condition in, LoRA weights for every adapted module out.
+"""The hypernetwork: a task condition in, adapter weights for every adapted module out.
 
 One generator serves every (layer, module) pair. Its input is the task condition joined with a
 layer-id embedding and a module-kind embedding; a shared network maps it to a feature vector, and
-an output head per module kind turns that vector into the LoRA ``A`` and ``B`` matrices. The
-generator's size therefore depends on the widths of the adapted modules, never on the depth of
-the base model.
+an output head per module kind turns that vector into the adapter's tensors (LoRA ``A`` and
+``B``, an (IA)^3 vector, or a bottleneck adapter's projections). The generator's size therefore
+depends on the widths of the adapted modules, never on the depth of the base model; with chunked
+generation its output heads are shared by all module kinds and emit fixed-size chunks, so it does
+not depend on the widths either.
 """
 
 from __future__ import annotations
@@ -54,17 +56,47 @@ class ScaledLinear(nn.Module):
         return nn.functional.linear(x, self.weight) * self.scale + self.bias
 
 
+def _numel(shapes: list[tuple[int, ...]]) -> int:
+    return sum(math.prod(shape) for shape in shapes)
+
+
+class ChunkHead(nn.Module):
+    """Chunked output: one chunk of a generated tensor per (features, chunk embedding) pair.
+
+    The chunk's embedding and the trunk's features meet in a hidden layer, so each chunk depends
+    on the condition in its own way; the output layer emits ``chunk_size`` entries whatever the
+    size of the tensor, which is cut from the concatenated chunks.
+    """
+
+    def __init__(self, width: int, chunk_dim: int, chunk_size: int, weight_std: float):
+        super().__init__()
+        self.chunk_size = chunk_size
+        self.features = nn.Linear(width, width)
+        self.chunks = nn.Linear(chunk_dim, width, bias=False)
+        self.norm = nn.LayerNorm(width)
+        self.out = ScaledLinear(width, chunk_size, 1.0 / width, weight_std)
+
+    def forward(self, features: torch.Tensor, chunk_embeddings: torch.Tensor, numel: int) -> torch.Tensor:
+        # [rows, 1, width] + [1, chunks, width]: the same as a linear layer over their concatenation.
+        hidden = self.features(features).unsqueeze(1) + self.chunks(chunk_embeddings).unsqueeze(0)
+        chunks = self.out(self.norm(nn.functional.gelu(hidden)))
+        return chunks.flatten(1)[:, :numel]
+
+
 class ComponentGenerator(nn.Module):
-    """The shared generator: (condition, layer id, module kind) -> LoRA ``A`` and ``B``.
+    """The shared generator: (condition, layer id, module kind) -> the adapter tensors of one module.
+
+    LoRA modules get ``A`` and ``B``, (IA)^3 modules a scaling vector, bottleneck modules the
+    down and up projections (weights and biases); `HyperNetConfig.generated_tensors` lists them.
 
     Args:
-        config: The hypernetwork config; uses its embedding sizes, generator width and depth,
-            LoRA rank and the module kinds with their shapes and layers.
+        config: The hypernetwork config; uses its embedding sizes, generator width and depth, the
+            adapter kind and size, the module kinds with their shapes and layers, and
+            ``generator_chunk_size`` (chunked output heads shared by all module kinds).
     """
 
     def __init__(self, config: HyperNetConfig):
         super().__init__()
-        self.rank = config.lora_rank
         # A fixed order (the module-kind embedding rows follow it): a config read back from JSON
         # need not list its kinds in the order they were found.
         self.kinds = sorted(config.module_shapes)
@@ -83,28 +115,50 @@ class ComponentGenerator(nn.Module):
         self.trunk = nn.Sequential(*layers)
 
         self.adapter = config.adapter
+        self.plan = {kind: config.generated_tensors(kind) for kind in self.kinds}
+        self.chunk_size = config.generator_chunk_size
         self.a_heads = nn.ModuleDict()
         self.b_heads = nn.ModuleDict()
         self.l_heads = nn.ModuleDict()
-        scale = 1.0 / width
+        self.chunk_heads = nn.ModuleDict()
+        self.chunk_embeddings = nn.ModuleDict()
         for kind in self.kinds:
             in_features, out_features = config.module_shapes[kind]
-            if self.adapter == "ia3":
-                # One scaling vector per module: 1 + a small generated offset, so the first
-                # adapters are close to the identity that (IA)^3 starts from.
-                self.l_heads[_key(kind)] = ScaledLinear(
-                    width, config.vector_size(kind), scale, config.init_b_std
-                )
-                continue
-            # A starts like a LoRA A (entries of scale 1/sqrt(in), as the trunk's LayerNorm output
-            # has unit variance) and B near zero, so the first adapters barely move the base model
-            # while gradients still reach both heads.
-            a_std = 1.0 / math.sqrt(in_features * width)
-            self.a_heads[_key(kind)] = ScaledLinear(width, self.rank * in_features, scale, a_std)
-            self.b_heads[_key(kind)] = ScaledLinear(width, out_features * self.rank, scale, config.init_b_std)
-        self.shapes = {kind: tuple(shape) for kind, shape in config.module_shapes.items()}
+            for group, shapes in self.plan[kind]:
+                std = self._initial_std(config, group, in_features, out_features)
+                if self.chunk_size is None:
+                    heads = getattr(self, f"{group}_heads")
+                    heads[_key(kind)] = ScaledLinear(width, _numel(shapes), 1.0 / width, std)
+                    continue
+                # One output head per group, shared by every module kind; the chunk embeddings
+                # tell the chunks apart.
+                if group not in self.chunk_heads:
+                    self.chunk_heads[group] = ChunkHead(width, config.chunk_embedding_dim, self.chunk_size, std)
+                table = nn.Embedding(math.ceil(_numel(shapes) / self.chunk_size), config.chunk_embedding_dim)
+                nn.init.normal_(table.weight, std=1.0)
+                self.chunk_embeddings[f"{_key(kind)}__{group}"] = table
         for i, kind in enumerate(self.kinds):
             self.register_buffer(f"layers_{i}", torch.tensor(config.module_layers[kind]), persistent=False)
+
+    @staticmethod
+    def _initial_std(config: HyperNetConfig, group: str, in_features: int, out_features: int) -> float:
+        """The std of the generated entries at initialisation, as a weight std of a head of width w.
+
+        ``a`` (LoRA's A, a bottleneck's down projection) starts like a directly initialised
+        projection (entries of scale 1/sqrt(fan-in), the trunk's LayerNorm output having unit
+        variance); ``b`` (LoRA's B, the up projection) and ``l`` ((IA)^3's offset from 1) start near
+        zero, so the first adapters barely move the base model while gradients reach every head.
+        """
+        if group != "a":
+            return config.init_b_std
+        fan_in = out_features if config.adapter == "bottleneck" else in_features
+        return 1.0 / math.sqrt(fan_in * config.generator_width)
+
+    def _emit(self, kind: str, group: str, features: torch.Tensor, numel: int) -> torch.Tensor:
+        if self.chunk_size is None:
+            return getattr(self, f"{group}_heads")[_key(kind)](features)
+        table = self.chunk_embeddings[f"{_key(kind)}__{group}"]
+        return self.chunk_heads[group](features, table.weight, numel)
 
     def forward(self, condition: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
         """Generate every adapter for one condition.
@@ -113,9 +167,10 @@ class ComponentGenerator(nn.Module):
             condition: ``[condition_dim]``, one task's condition.
 
         Returns:
-            For each module kind, LoRA's ``(A, B)`` of shapes ``[n_layers, r, in]`` and
-            ``[n_layers, out, r]``, or (IA)^3's ``(l,)`` of shape ``[n_layers, in or out]``, where
-            ``n_layers`` counts the layers holding that kind, in their order.
+            For each module kind, its tensors stacked over the layers holding it, in their order:
+            LoRA's ``(A [n, r, in], B [n, out, r])``, (IA)^3's ``(l [n, in or out],)``, or a
+            bottleneck's ``(down weight [n, b, out], down bias [n, b], up weight [n, out, b], up
+            bias [n, out])``.
         """
         rows, spans = [], []
         for i in range(len(self.kinds)):
@@ -136,14 +191,20 @@ class ComponentGenerator(nn.Module):
         features = self.trunk(torch.cat(rows)).split(spans)
         out = {}
         for kind, feats in zip(self.kinds, features):
-            if self.adapter == "ia3":
-                out[kind] = (1.0 + self.l_heads[_key(kind)](feats),)
-                continue
-            in_features, out_features = self.shapes[kind]
-            a = self.a_heads[_key(kind)](feats).view(-1, self.rank, in_features)
-            b = self.b_heads[_key(kind)](feats).view(-1, out_features, self.rank)
-            out[kind] = (a, b)
+            tensors: list[torch.Tensor] = []
+            for group, shapes in self.plan[kind]:
+                flat = self._emit(kind, group, feats, _numel(shapes))
+                if group == "l":  # (IA)^3 scales start at 1 (the identity) plus a generated offset
+                    flat = 1.0 + flat
+                sizes = [math.prod(shape) for shape in shapes]
+                for part, shape in zip(flat.split(sizes, dim=-1), shapes, strict=True):
+                    tensors.append(part.reshape(len(feats), *shape))
+            out[kind] = tuple(tensors)
         return out
+
+    def shared_modules(self) -> list[nn.Module]:
+        """The parts whose size does not depend on the base model's depth (all but the layer table)."""
+        return [self.trunk, self.a_heads, self.b_heads, self.l_heads, self.chunk_heads, self.chunk_embeddings]
 
 
 class HyperNetwork(
@@ -217,7 +278,11 @@ class HyperNetwork(
             {
                 **config.to_dict(),
                 **describe_base_model(
-                    base_model, config.target_modules, config.adapter, config.feedforward_modules
+                    base_model,
+                    config.target_modules,
+                    config.adapter,
+                    config.feedforward_modules,
+                    config.bottleneck_placement,
                 ),
                 "tasks": [t.to_dict() for t in tasks],
                 "text_dim": int(text_dim or 0),
@@ -270,9 +335,7 @@ class HyperNetwork(
         """Parameters of the shared generator trunk and heads (independent of depth)."""
         if self.generator is None:
             return 0
-        g = self.generator
-        shared = [g.trunk, g.a_heads, g.b_heads, g.l_heads]
-        return sum(p.numel() for m in shared for p in m.parameters())
+        return sum(p.numel() for m in self.generator.shared_modules() for p in m.parameters())
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

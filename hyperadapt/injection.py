@@ -1,7 +1,8 @@
 """Putting generated weights into the frozen base model.
 
-The base model is wrapped once with ``peft`` (a ``LoraConfig`` over the target modules), so it
-holds ordinary LoRA slots. For each batch, `AdaptedModel` runs it with
+The base model is wrapped once with ``peft`` (a ``LoraConfig`` or ``IA3Config`` over the target
+modules), so it holds ordinary LoRA or (IA)^3 slots; for bottleneck adapters, which peft lacks,
+its target modules are wrapped with `BottleneckAdapter`. For each batch, `AdaptedModel` runs it with
 ``torch.func.functional_call``, passing the generated ``A`` and ``B`` under the slots' parameter
 names and the task's head under the classifier's. Training, evaluation and export use the same
 peft modules, so an exported adapter computes exactly what the hypernetwork computed.
@@ -32,11 +33,38 @@ logger = logging.getLogger(__name__)
 ADAPTER_NAME = "default"
 
 
+def matched_modules(model: nn.Module, targets: list[str], adapter: str = "lora") -> list[str]:
+    """The names of the linear layers that the target names select, in the model's order.
+
+    A target selects the modules whose name ends with it (peft's rule). For bottleneck adapters,
+    which hyperadapt injects itself, a target that is exactly a module's path inside its block
+    (``output.dense``) selects only that module, not ``attention.output.dense`` too.
+
+    Raises:
+        HyperAdaptError: when a target matches no linear layer; the message lists the choices.
+    """
+    linear = linear_module_names(model)
+    selected: set[str] = set()
+    for target in targets:
+        matched = [n for n in linear if n == target or n.endswith(f".{target}")]
+        if adapter == "bottleneck" and any(module_kind(n) == target for n in matched):
+            matched = [n for n in matched if module_kind(n) == target]
+        if not matched:
+            options = sorted({n.rsplit(".", 1)[-1] for n in linear})
+            raise HyperAdaptError(
+                f"target module {target!r} matches no linear layer of {type(model).__name__}; "
+                f"choose from {options}"
+            )
+        selected.update(matched)
+    return [n for n in linear if n in selected]
+
+
 def describe_base_model(
     model: nn.Module,
     target_modules: list[str] | None,
     adapter: str = "lora",
     feedforward_modules: list[str] | None = None,
+    placement: str = "houlsby",
 ) -> dict[str, Any]:
     """What the hypernetwork needs to know of a base model: adapted modules, their shapes, the head.
 
@@ -45,35 +73,27 @@ def describe_base_model(
         target_modules: Last name components of the modules to adapt; None finds them.
         adapter: The adapter kind (its default targets differ).
         feedforward_modules: (IA)^3: modules whose input is scaled; None takes peft's table.
+        placement: Bottleneck adapters: ``houlsby`` or ``pfeiffer`` (when no targets are given).
 
     Raises:
         HyperAdaptError: when a target matches nothing, or a matched module is not a linear layer
             inside a numbered block.
     """
-    targets = list(target_modules) if target_modules else default_target_modules(model, adapter)
+    targets = list(target_modules) if target_modules else default_target_modules(model, adapter, placement)
     if adapter == "ia3" and feedforward_modules is None:
         # peft's feed-forward modules for the model, as far as they are among the targets.
         feedforward_modules = [f for f in default_feedforward_modules(model) if f in targets]
     feedforward = list(feedforward_modules or [])
-    linear = linear_module_names(model)
     shapes: dict[str, list[int]] = {}
     layers: dict[str, list[int]] = {}
-    for target in targets:
-        matched = [n for n in linear if n == target or n.endswith(f".{target}")]
-        if not matched:
-            options = sorted({n.rsplit(".", 1)[-1] for n in linear})
-            raise HyperAdaptError(
-                f"target module {target!r} matches no linear layer of {type(model).__name__}; "
-                f"choose from {options}"
-            )
-        for name in matched:
-            module = model.get_submodule(name)
-            in_f, out_f = _linear_shape(module)
-            kind = module_kind(name)
-            if kind in shapes and shapes[kind] != [in_f, out_f]:
-                raise HyperAdaptError(f"module kind {kind!r} has different shapes across layers")
-            shapes[kind] = [in_f, out_f]
-            layers.setdefault(kind, []).append(layer_index(name))
+    for name in matched_modules(model, targets, adapter):
+        module = model.get_submodule(name)
+        in_f, out_f = _linear_shape(module)
+        kind = module_kind(name)
+        if kind in shapes and shapes[kind] != [in_f, out_f]:
+            raise HyperAdaptError(f"module kind {kind!r} has different shapes across layers")
+        shapes[kind] = [in_f, out_f]
+        layers.setdefault(kind, []).append(layer_index(name))
     # peft's rule for (IA)^3: a module whose name ends with a feed-forward name scales its input.
     feedforward_kinds = sorted(k for k in shapes if any(k == f or k.endswith(f".{f}") for f in feedforward))
     unknown = [f for f in feedforward if not any(k == f or k.endswith(f".{f}") for k in shapes)]
@@ -123,7 +143,7 @@ def _linear_shape(module: nn.Module) -> tuple[int, int]:
 def check_base_matches(config: HyperNetConfig, model: nn.Module, base_name: str) -> None:
     """Refuse a base model other than the one the hypernetwork was trained for, naming both."""
     try:
-        found = describe_base_model(model, config.target_modules)
+        found = describe_base_model(model, config.target_modules, config.adapter)
     except HyperAdaptError:  # its modules do not even have the trained names
         found = {
             "model_type": getattr(model.config, "model_type", "?"),
@@ -168,14 +188,19 @@ def lora_config(config: HyperNetConfig, **extra: Any):
     )
 
 
-def lora_slots(peft_model: nn.Module) -> dict[str, list[tuple[int, str, nn.Module]]]:
-    """The adapter layers of a peft model by module kind: ``(layer index, module name, module)``."""
+def lora_slots(model: nn.Module) -> dict[str, list[tuple[int, str, nn.Module]]]:
+    """The adapter layers of a model by module kind: ``(layer index, module name, module)``.
+
+    Adapter layers are peft's LoRA and (IA)^3 layers and hyperadapt's bottleneck adapters.
+    """
     from peft.tuners.ia3 import IA3Layer
     from peft.tuners.lora import LoraLayer
 
+    from .bottleneck import BottleneckAdapter
+
     slots: dict[str, list[tuple[int, str, nn.Module]]] = {}
-    for name, module in peft_model.named_modules():
-        if isinstance(module, (LoraLayer, IA3Layer)):
+    for name, module in model.named_modules():
+        if isinstance(module, (LoraLayer, IA3Layer, BottleneckAdapter)):
             slots.setdefault(module_kind(name), []).append((layer_index(name), name, module))
     return {kind: sorted(entries, key=lambda e: e[0]) for kind, entries in slots.items()}
 
@@ -187,6 +212,10 @@ def slot_tensors(
 
     Each comes with the shape the peft parameter has, where it differs from the generated one.
     """
+    if config.adapter == "bottleneck":
+        from .bottleneck import adapter_parameter_names
+
+        return [(name, None) for name in adapter_parameter_names(module_name)]
     if config.adapter == "ia3":
         size = config.vector_size(kind)  # peft keeps it as a row (input scaling) or a column
         shape = (1, size) if kind in config.feedforward_kinds else (size, 1)
@@ -198,10 +227,11 @@ def slot_tensors(
 
 
 class AdaptedModel(nn.Module):
-    """The frozen base model with LoRA slots that generated weights fill at call time.
+    """The frozen base model with adapter slots that generated weights fill at call time.
 
     Args:
-        base_model: A ``*ForSequenceClassification`` model; it is wrapped with peft and frozen.
+        base_model: A ``*ForSequenceClassification`` model; it is wrapped (with peft for LoRA and
+            (IA)^3, with `BottleneckAdapter` modules for bottleneck adapters) and frozen.
         config: The hypernetwork's (complete) config.
 
     Example:
@@ -211,13 +241,20 @@ class AdaptedModel(nn.Module):
 
     def __init__(self, base_model: nn.Module, config: HyperNetConfig):
         super().__init__()
-        from peft import get_peft_model
-
         self.config = config
-        self.peft_model = get_peft_model(base_model, lora_config(config))  # LoRA or (IA)^3 slots
-        self.peft_model.requires_grad_(False)
-        self.peft_model.eval()
-        slots = lora_slots(self.peft_model)
+        if config.adapter == "bottleneck":
+            from .bottleneck import inject_bottlenecks
+
+            names = matched_modules(base_model, config.target_modules, config.adapter)
+            inject_bottlenecks(base_model, names, config.bottleneck_size, config.bottleneck_activation)
+            self.model = base_model
+        else:
+            from peft import get_peft_model
+
+            self.model = get_peft_model(base_model, lora_config(config))  # LoRA or (IA)^3 slots
+        self.model.requires_grad_(False)
+        self.model.eval()
+        slots = lora_slots(self.model)
         found = {kind: [layer for layer, _, _ in entries] for kind, entries in slots.items()}
         if found != config.module_layers:
             raise HyperAdaptError(
@@ -228,14 +265,18 @@ class AdaptedModel(nn.Module):
             kind: [slot_tensors(config, name, kind) for _, name, _ in entries]
             for kind, entries in slots.items()
         }
-        head_path = next(n for n, _ in self.peft_model.named_modules() if n.endswith(f".{config.head_name}"))
+        head_path = next(
+            n
+            for n, _ in self.model.named_modules()
+            if n == config.head_name or n.endswith(f".{config.head_name}")
+        )
         self.head_prefix = f"{head_path}."
 
     def train(self, mode: bool = True) -> AdaptedModel:
         # The frozen base always runs in eval mode: its dropout would make generated adapters and
         # exported ones disagree, and it is not what is being trained.
         super().train(mode)
-        self.peft_model.eval()
+        self.model.eval()
         return self
 
     def parameters_for(
@@ -259,6 +300,6 @@ class AdaptedModel(nn.Module):
         """Logits of the base model run with the given adapters and head."""
         params = self.parameters_for(adapters, head)
         outputs = functional_call(
-            self.peft_model, params, args=(), kwargs=inputs, strict=False, tie_weights=False
+            self.model, params, args=(), kwargs=inputs, strict=False, tie_weights=False
         )
         return outputs.logits

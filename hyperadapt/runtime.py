@@ -33,6 +33,10 @@ def load_hypernetwork(ref: str | Path, revision: str | None = None) -> HyperNetw
             raise HyperAdaptError(f"{ref} is a file; give the hypernetwork's folder (RUN/hypernetwork)")
         if (path / "adapter_config.json").is_file():
             raise HyperAdaptError(f"{ref} is an exported peft adapter, not a hypernetwork")
+        if (path / "bottleneck_config.json").is_file():
+            raise HyperAdaptError(
+                f"{ref} is an exported bottleneck adapter, not a hypernetwork; load it with hyperadapt.from_pretrained"
+            )
         if (path / "trainer_state.json").is_file():
             raise HyperAdaptError(
                 f"{ref} is a training checkpoint, not a hypernetwork; continue its run with `hyperadapt "

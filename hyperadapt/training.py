@@ -45,6 +45,7 @@ from .checkpoints import (
     resume_point,
     save_checkpoint,
 )
+from .cards import kind_name
 from .conditioning import ConditionBuilder, TrainingConditions
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
@@ -182,7 +183,7 @@ def _train(
     from tqdm.contrib.logging import logging_redirect_tqdm
     from transformers import get_scheduler
 
-    from .export import export_lora_adapter
+    from .export import export_adapter
 
     cfg = recipe.training
     recipe_dict = recipe.to_dict()
@@ -312,12 +313,13 @@ def _train(
     eval_conditions.update({t.name: builder.build(t.spec) for t in held_out})
     adapted = AdaptedModel(base, hypernet.config).to(accelerator.device)
     log.info(
-        "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules",
+        "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules (%s)",
         f"{hypernet.num_parameters():,}",
         f"{hypernet.generator_parameters():,}",
         len(tasks),
         hyper_cfg.base_model,
         sum(len(v) for v in hypernet.config.module_layers.values()),
+        kind_name(hypernet.config) if hyper_cfg.adapter != "none" else "none: heads only",
     )
 
     optimizer = torch.optim.AdamW(hypernet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -534,7 +536,7 @@ def _train(
                 hypernet, tmp / "hypernetwork", {"recipe.yaml": recipe_text, "README.md": card.content}
             )
             for t in tasks if recipe.export_adapters else []:
-                export_lora_adapter(
+                export_adapter(
                     hypernet,
                     t.name,
                     tmp / "adapters" / t.name,

@@ -340,7 +340,7 @@ def test_a_run_that_fails_while_writing_leaves_the_old_run_untouched(
     def fail(*args, **kwargs):
         raise HyperAdaptError("disk full (simulated)")
 
-    monkeypatch.setattr(export, "export_lora_adapter", fail)
+    monkeypatch.setattr(export, "export_adapter", fail)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_bert, {"single": task_dirs["single"]}, out, steps=1)))
     code = main(["train", str(recipe), "--no-progress", "--overwrite"])

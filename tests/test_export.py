@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hyperadapt.errors import HyperAdaptError
-from hyperadapt.export import export_lora_adapter
+from hyperadapt.export import export_adapter
 from hyperadapt.runtime import Runtime, load_hypernetwork
 
 SENTENCES = ["test 1 the film was good and great", "test 2 the film was dull and grim"]
@@ -52,7 +52,7 @@ def assert_peft_matches_hypernetwork(hypernet, task: str, folder, num_labels: in
 @pytest.mark.parametrize("task, num_labels", [("single", 2), ("score", 1)])
 def test_exported_adapter_loads_with_plain_peft_in_a_fresh_process(trained_run, tmp_path, task, num_labels):
     hypernet = load_hypernetwork(trained_run.hypernetwork_dir)
-    folder = export_lora_adapter(hypernet, task, tmp_path / task)
+    folder = export_adapter(hypernet, task, tmp_path / task)
     files = {p.name for p in folder.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= files
     config = json.loads((folder / "adapter_config.json").read_text())
@@ -76,7 +76,7 @@ def test_export_refuses_an_existing_folder_and_writes_nothing(trained_run, tmp_p
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
     with pytest.raises(HyperAdaptError, match="already exists"):
-        export_lora_adapter(hypernet, "single", tmp_path / "taken")
+        export_adapter(hypernet, "single", tmp_path / "taken")
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 

@@ -391,12 +391,12 @@ def test_pushed_card_lists_tasks_metrics_recipe_and_usage(session, hub, trained_
 def test_pull_by_repo_id_in_a_fresh_process_generates_the_local_adapter(session, trained_run, tmp_path):
     from safetensors.torch import load_file
 
-    from hyperadapt.export import export_lora_adapter
+    from hyperadapt.export import export_adapter
     from hyperadapt.runtime import load_hypernetwork
 
     _ok(session["pulled"]["generate"])
     remote = session["out"] / "main"
-    local = export_lora_adapter(load_hypernetwork(trained_run.hypernetwork_dir), "single", tmp_path / "local")
+    local = export_adapter(load_hypernetwork(trained_run.hypernetwork_dir), "single", tmp_path / "local")
     got, want = (
         load_file(remote / "adapter_model.safetensors"),
         load_file(local / "adapter_model.safetensors"),
@@ -572,7 +572,7 @@ def test_verify_download_drops_a_file_that_does_not_match(tmp_path):
 
 
 def test_export_refuses_a_base_model_other_than_the_trained_one(trained_run, tmp_path):
-    from hyperadapt.export import export_lora_adapter
+    from hyperadapt.export import export_adapter
     from hyperadapt.runtime import load_hypernetwork
 
     from .conftest import make_tiny_bert
@@ -584,7 +584,7 @@ def test_export_refuses_a_base_model_other_than_the_trained_one(trained_run, tmp
     config["base_model"] = str(other)
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(HyperAdaptError, match=r"hidden 32.*is bert with hidden 48"):
-        export_lora_adapter(load_hypernetwork(copy), "single", tmp_path / "out")
+        export_adapter(load_hypernetwork(copy), "single", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -11,7 +11,7 @@ from hyperadapt.base_model import default_target_modules
 from hyperadapt.config import HyperNetConfig
 from hyperadapt.data import TaskSpec
 from hyperadapt.errors import HyperAdaptError
-from hyperadapt.export import export_lora_adapter
+from hyperadapt.export import export_adapter
 from hyperadapt.hypernetwork import HyperNetwork
 from hyperadapt.injection import AdaptedModel, describe_base_model
 
@@ -119,7 +119,7 @@ def test_bad_adapter_module_settings_are_refused_with_the_fix(settings, message)
 
 
 def test_an_unknown_adapter_kind_lists_the_kinds():
-    with pytest.raises(ValueError, match="adapter must be one of 'lora', 'ia3', 'none', got 'ia4'"):
+    with pytest.raises(ValueError, match="adapter must be one of 'lora', 'ia3', 'bottleneck', 'none', got 'ia4'"):
         HyperNetConfig(adapter="ia4")
 
 
@@ -128,7 +128,7 @@ def test_exported_ia3_adapter_is_a_peft_ia3_folder_that_matches_the_hypernetwork
     ia3_run, tmp_path, task, num_labels
 ):
     hypernet = ia3_run.hypernetwork
-    folder = export_lora_adapter(hypernet, task, tmp_path / task)
+    folder = export_adapter(hypernet, task, tmp_path / task)
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["peft_type"] == "IA3" and config["task_type"] == "SEQ_CLS"
     assert set(config["target_modules"]) == {"key", "value", "output.dense"}
