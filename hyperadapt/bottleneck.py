@@ -218,15 +218,19 @@ def read_bottleneck_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def from_pretrained(base_model: str | nn.Module, folder: str | Path, revision: str | None = None) -> nn.Module:
+def from_pretrained(
+    base_model: str | nn.Module, folder: str | Path, revision: str | None = None, token: str | bool | None = None
+) -> nn.Module:
     """Load a generated bottleneck adapter onto its base model.
 
     Args:
         base_model: The base model: an ``AutoModelForSequenceClassification`` you loaded, or its name
-            (``"minilm"``, a local folder or a Hub id) to load it with the adapter's number of labels.
+            (``"minilm"``, a local folder or a Hub id) to load it with the adapter's number of labels
+            (at the base revision the adapter records).
         folder: A folder written by ``hyperadapt generate`` (or a training run's ``adapters/TASK``)
-            for a hypernetwork with ``adapter: bottleneck``.
-        revision: Hub revision when ``base_model`` is a Hub id.
+            for a hypernetwork with ``adapter: bottleneck``, or the Hub repo id it was pushed to.
+        revision: The adapter's Hub revision, when ``folder`` is a repo id.
+        token: Hub token for a private adapter repository.
 
     Returns:
         The base model, its adapted modules wrapped, its head replaced by the task's, in eval mode
@@ -243,7 +247,7 @@ def from_pretrained(base_model: str | nn.Module, folder: str | Path, revision: s
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    folder = Path(folder)
+    folder = _local_folder(folder, revision, token)
     config = read_bottleneck_config(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
@@ -262,7 +266,10 @@ def from_pretrained(base_model: str | nn.Module, folder: str | Path, revision: s
         from .base_model import load_sequence_classifier
 
         name = base_model
-        model = load_sequence_classifier(base_model, num_labels=config["num_labels"], revision=revision)
+        base_revision = config.get("base_model_revision")
+        model = load_sequence_classifier(
+            base_model, num_labels=config["num_labels"], revision=base_revision if isinstance(base_revision, str) else None
+        )
     elif isinstance(base_model, nn.Module):
         name = getattr(getattr(base_model, "config", None), "name_or_path", "") or type(base_model).__name__
         model = base_model
@@ -296,6 +303,40 @@ def from_pretrained(base_model: str | nn.Module, folder: str | Path, revision: s
     if config["num_labels"] == 1:
         model.config.problem_type = "regression"
     return model.eval()
+
+
+def _local_folder(folder: str | Path, revision: str | None, token: str | bool | None) -> Path:
+    """The adapter's folder: as given, or downloaded (checked) when it names a Hub repository."""
+    from .base_model import looks_like_path
+
+    path = Path(folder)
+    if path.exists() or looks_like_path(str(folder)) or str(folder).count("/") != 1:
+        if revision is not None and not path.exists():
+            raise HyperAdaptError(f"revision {revision!r} was given, but {folder} is neither a folder nor a repo id")
+        return path
+    from .hub import download_files
+
+    return download_files(
+        str(folder),
+        (BOTTLENECK_CONFIG, WEIGHTS_NAME),
+        ("hyperadapt_task.json", "README.md"),
+        _check_listing,
+        revision=revision,
+        token=token,
+    )
+
+
+def _check_listing(repo_id: str, where: str, files: dict[str, Any]) -> None:
+    if BOTTLENECK_CONFIG not in files:
+        if "adapter_config.json" in files:
+            raise HyperAdaptError(
+                f"{where} is a peft adapter repository; load it with PeftModel.from_pretrained(base, {repo_id!r})"
+            )
+        raise HyperAdaptError(f"{where} is not a bottleneck adapter repository: it has no {BOTTLENECK_CONFIG}")
+    if WEIGHTS_NAME not in files:
+        pickles = sorted(f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl")))
+        what = f"only pickled weights ({', '.join(pickles)})" if pickles else f"no {WEIGHTS_NAME}"
+        raise HyperAdaptError(f"{where} has {what}; hyperadapt loads safetensors only")
 
 
 def _check_base(model: nn.Module, config: dict[str, Any], name: str) -> None:

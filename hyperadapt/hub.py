@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -282,6 +282,36 @@ def download_hypernetwork(
         HyperAdaptError: for a missing repository, revision or file, pickles only, a network
             failure, or a corrupt download; one line each.
     """
+    return download_files(
+        repo_id,
+        (CONFIG_NAME, WEIGHTS_NAME),
+        _OPTIONAL_FILES,
+        _check_hypernetwork_listing,
+        revision=revision,
+        token=token,
+        cache_dir=cache_dir,
+        force_download=force_download,
+        local_files_only=local_files_only,
+    )
+
+
+def download_files(
+    repo_id: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    check_listing: Callable[[str, str, dict[str, Any]], None],
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+) -> Path:
+    """Download the named files of a repository, checked, and return their snapshot folder.
+
+    ``check_listing(repo_id, where, files)`` sees the repository's file list before anything is
+    downloaded and raises for a repository of the wrong kind; see `download_hypernetwork`.
+    """
     from huggingface_hub import HfApi, constants, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
@@ -300,9 +330,9 @@ def download_hypernetwork(
                 logger.warning("the Hub is out of reach (%s); looking for %s in the local cache", err, where)
             else:
                 listing = {s.rfilename: s for s in info.siblings or []}
-                _check_hypernetwork_listing(repo_id, where, listing)
+                check_listing(repo_id, where, listing)
         paths: dict[str, str] = {}
-        for name in (CONFIG_NAME, WEIGHTS_NAME, *_OPTIONAL_FILES):
+        for name in (*required, *optional):
             if not offline and name not in listing:
                 continue
             try:
@@ -316,7 +346,7 @@ def download_hypernetwork(
                     token=token,
                 )
             except EntryNotFoundError:
-                if name in _OPTIONAL_FILES:
+                if name in optional:
                     continue
                 if unreachable is not None:
                     raise HyperAdaptError(
@@ -331,7 +361,7 @@ def download_hypernetwork(
                 oid = sibling.lfs.sha256 if sibling.lfs else sibling.blob_id
                 size = sibling.lfs.size if sibling.lfs else sibling.size
             verify_download(paths[name], oid, size, f"{repo_id}: {name}")
-    return Path(paths[CONFIG_NAME]).parent
+    return Path(paths[required[0]]).parent
 
 
 # -- the hypernetwork as a Hub object --------------------------------------------------------
@@ -595,16 +625,20 @@ def push_adapter(
     commit_message: str | None = None,
     token: str | bool | None = None,
 ) -> str:
-    """Push an exported adapter folder as an ordinary peft repository; returns the commit URL.
+    """Push an exported adapter folder as a repository; returns the commit URL.
 
-    The folder must hold ``adapter_config.json`` and ``adapter_model.safetensors`` (pickled
-    adapters are refused). Its card's usage snippet is pointed at ``repo_id``.
+    The folder must hold ``adapter_config.json`` (a peft adapter) or ``bottleneck_config.json``
+    (a bottleneck adapter), and ``adapter_model.safetensors`` (pickled adapters are refused). Its
+    card's usage snippet is pointed at ``repo_id``.
     """
+    from .bottleneck import BOTTLENECK_CONFIG
     from .cards import adapter_card_for_push  # cards import hub: import late
 
     folder = Path(folder)
-    if not (folder / ADAPTER_CONFIG).is_file():
-        raise HyperAdaptError(f"{folder} is not a peft adapter folder: {ADAPTER_CONFIG} is missing")
+    if not (folder / ADAPTER_CONFIG).is_file() and not (folder / BOTTLENECK_CONFIG).is_file():
+        raise HyperAdaptError(
+            f"{folder} is not an adapter folder: neither {ADAPTER_CONFIG} nor {BOTTLENECK_CONFIG} is in it"
+        )
     if not (folder / ADAPTER_WEIGHTS).is_file():
         pickles = sorted(p.name for p in folder.iterdir() if p.name.endswith(PICKLE_SUFFIXES))
         what = f"only pickled weights ({', '.join(pickles)})" if pickles else f"no {ADAPTER_WEIGHTS}"
@@ -640,6 +674,6 @@ def push_folder(folder: str | Path, repo_id: str, **kwargs: Any) -> str:
     path = Path(folder)
     if not path.is_dir():
         raise HyperAdaptError(f"{folder} is not a folder: push a saved hypernetwork or an exported adapter")
-    if (path / ADAPTER_CONFIG).is_file():
+    if (path / ADAPTER_CONFIG).is_file() or (path / "bottleneck_config.json").is_file():
         return push_adapter(path, repo_id, **kwargs)
     return push_hypernetwork(path, repo_id, **kwargs)

@@ -251,3 +251,52 @@ def test_injecting_twice_is_refused():
 def test_bad_bottleneck_settings_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         HyperNetConfig(adapter="bottleneck", **changes)
+
+
+def test_a_bottleneck_adapter_pushed_to_the_hub_loads_by_repo_id(bottleneck_run, tmp_path):
+    """Push with `hyperadapt push`, then load by repo id in another fresh process, over real HTTP."""
+    from .hub_server import FakeHub
+    from .test_hub import _env, _run_steps, cli, py
+
+    hypernet = load_hypernetwork(bottleneck_run.hypernetwork_dir)
+    folder = export_adapter(hypernet, "single", tmp_path / "single")
+    runtime = Runtime(hypernet)
+    inputs = dict(runtime.tokenizer(SENTENCES, return_tensors="pt", padding=True))
+    with torch.no_grad():
+        expected = runtime.adapted(*hypernet("single"), **inputs)
+    base = hypernet.config.base_model
+    load = f"""
+import torch
+from transformers import AutoTokenizer
+from hyperadapt import from_pretrained
+from hyperadapt.errors import HyperAdaptError
+model = from_pretrained({base!r}, "tester/bottleneck")
+tok = AutoTokenizer.from_pretrained({base!r})
+with torch.no_grad():
+    result = {{"logits": model(**tok({SENTENCES!r}, return_tensors="pt", padding=True)).logits.tolist()}}
+for repo in ("tester/nothing-here", "tester/pickled-bottleneck"):
+    try:
+        from_pretrained({base!r}, repo)
+    except HyperAdaptError as err:
+        result[repo] = str(err)
+"""
+    server = FakeHub().start()
+    try:
+        pushed = _run_steps([cli("push", "push", str(folder), "tester/bottleneck")], _env(server, tmp_path / "a"), tmp_path, "push")
+        assert pushed["push"]["rc"] in (0, None), pushed["push"]
+        files = server.files("tester/bottleneck")
+        assert {"bottleneck_config.json", "adapter_model.safetensors", "README.md"} <= set(files)
+        card = files["README.md"].decode()
+        assert "library_name: hyperadapt" in card and 'from_pretrained(' in card and '"tester/bottleneck"' in card
+        server.add_files(
+            "tester/pickled-bottleneck",
+            {"bottleneck_config.json": files["bottleneck_config.json"], "adapter_model.bin": b"\x80\x04pickle"},
+        )
+        pulled = _run_steps([py("load", load)], _env(server, tmp_path / "b"), tmp_path, "pull")["load"]
+    finally:
+        server.stop()
+    assert "value" in pulled and pulled["value"], pulled.get("traceback")
+    got = pulled["value"]
+    torch.testing.assert_close(torch.tensor(got["logits"]), expected, atol=1e-5, rtol=0)
+    assert "tester/nothing-here" in got["tester/nothing-here"]
+    assert "only pickled weights" in got["tester/pickled-bottleneck"]
