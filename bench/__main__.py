@@ -29,7 +29,10 @@ def main() -> None:
     for name, (module, summary) in benchmarks.items():
         module.add_arguments(
             commands.add_parser(
-                name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+                name,
+                help=summary,
+                description=module.__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
             )
         )
     args = parser.parse_args()

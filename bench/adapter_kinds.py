@@ -67,7 +67,9 @@ def run(args) -> dict:
             hypernet = load_hypernetwork(out.hypernetwork_dir)
         runtime = Runtime(hypernet)
         scores = {
-            t.name: evaluate_hypernetwork(hypernet, runtime.adapted, runtime.tokenizer, t, **evals)[t.spec.main_metric]
+            t.name: evaluate_hypernetwork(hypernet, runtime.adapted, runtime.tokenizer, t, **evals)[
+                t.spec.main_metric
+            ]
             for t in tasks
         }
         results["variants"][name] = {
@@ -83,7 +85,9 @@ def run(args) -> dict:
     peft_scores, peft_params = {}, 0
     for task in tasks:
         print(f"training {PEFT}: {task.name} ({args.steps} steps)", flush=True)
-        model, tokenizer = train_peft_lora(task, base_model, steps=args.steps, seed=args.seed, max_length=max_length)
+        model, tokenizer = train_peft_lora(
+            task, base_model, steps=args.steps, seed=args.seed, max_length=max_length
+        )
         peft_scores[task.name] = evaluate_peft(model, tokenizer, task, "test", args.max_eval, max_length)[
             task.spec.main_metric
         ]
@@ -107,7 +111,9 @@ def run(args) -> dict:
     return results
 
 
-def step_times(recipes: dict, tasks: list, base_model: str, max_length: int, repeats: int) -> dict[str, float]:
+def step_times(
+    recipes: dict, tasks: list, base_model: str, max_length: int, repeats: int
+) -> dict[str, float]:
     task = tasks[-1]  # trec_coarse: six classes
     examples = task.splits["train"][:16]
     tokenizer = load_tokenizer(base_model)
@@ -118,7 +124,9 @@ def step_times(recipes: dict, tasks: list, base_model: str, max_length: int, rep
     for name, recipe in recipes.items():
         step, _, _ = hypernetwork_step(recipe.hypernetwork, specs, fresh_base(base_model, 1), inputs, labels)
         contenders[name] = step
-    contenders[PEFT], _ = peft_lora_step(fresh_base(base_model, task.spec.num_outputs), task.spec, inputs, labels)
+    contenders[PEFT], _ = peft_lora_step(
+        fresh_base(base_model, task.spec.num_outputs), task.spec, inputs, labels
+    )
     torch.manual_seed(0)
     return interleaved_medians(contenders, repeats)
 
@@ -157,9 +165,13 @@ def markdown(results: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=600, help="training steps per model (default: %(default)s)")
+    parser.add_argument(
+        "--steps", type=int, default=600, help="training steps per model (default: %(default)s)"
+    )
     parser.add_argument("--max-eval", type=int, default=None, help="test examples per task (default: all)")
-    parser.add_argument("--repeats", type=int, default=20, help="timed steps per model (default: %(default)s)")
+    parser.add_argument(
+        "--repeats", type=int, default=20, help="timed steps per model (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench/results/kinds", help="(default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="80 steps, 300 test examples, 5 timed steps")

@@ -45,7 +45,10 @@ def _bert(hidden: int):
 def run(args) -> dict:
     results: dict = {"settings": vars(args).copy(), "rows": []}
     torch.manual_seed(0)
-    inputs = {"input_ids": torch.randint(5, 1000, (8, 32)), "attention_mask": torch.ones(8, 32, dtype=torch.long)}
+    inputs = {
+        "input_ids": torch.randint(5, 1000, (8, 32)),
+        "attention_mask": torch.ones(8, 32, dtype=torch.long),
+    }
     labels = torch.randint(0, 2, (8,))
     for hidden in args.hidden_sizes:
         for adapter in ("lora", "bottleneck"):

@@ -10,7 +10,9 @@ if TYPE_CHECKING:
 __all__ = ["from_pretrained"]
 
 
-def from_pretrained(base_model: Any, folder: Any, revision: str | None = None, token: Any = None) -> nn.Module:
+def from_pretrained(
+    base_model: Any, folder: Any, revision: str | None = None, token: Any = None
+) -> nn.Module:
     """Load a generated bottleneck adapter onto its base model; see `hyperadapt.bottleneck.from_pretrained`.
 
     (LoRA and (IA)^3 adapters are plain peft folders: load them with ``PeftModel.from_pretrained``.)

@@ -41,7 +41,9 @@ def _output_features(module: nn.Module) -> int:
     weight = getattr(module, "weight", None)  # transformers' Conv1D stores [in, out]
     if weight is not None and weight.dim() == 2:
         return int(weight.shape[1])
-    raise HyperAdaptError(f"{type(module).__name__} is not a linear layer; a bottleneck adapter wraps linear layers")
+    raise HyperAdaptError(
+        f"{type(module).__name__} is not a linear layer; a bottleneck adapter wraps linear layers"
+    )
 
 
 class BottleneckAdapter(nn.Module):
@@ -182,7 +184,9 @@ def read_bottleneck_config(folder: Path) -> dict[str, Any]:
         raise HyperAdaptError(f"bottleneck adapter folder {folder} does not exist")
     if not file.is_file():
         if (folder / "adapter_config.json").is_file():
-            raise HyperAdaptError(f"{folder} is a peft adapter; load it with peft's PeftModel.from_pretrained")
+            raise HyperAdaptError(
+                f"{folder} is a peft adapter; load it with peft's PeftModel.from_pretrained"
+            )
         raise HyperAdaptError(f"{folder} is not a bottleneck adapter: {BOTTLENECK_CONFIG} is missing")
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
@@ -203,9 +207,15 @@ def read_bottleneck_config(folder: Path) -> dict[str, Any]:
     }
     if not isinstance(config, dict):
         raise HyperAdaptError(f"{file} is not a JSON object; generate the adapter again")
-    wrong = [k for k, kind in needed.items() if not isinstance(config.get(k), kind) or isinstance(config.get(k), bool)]
+    wrong = [
+        k
+        for k, kind in needed.items()
+        if not isinstance(config.get(k), kind) or isinstance(config.get(k), bool)
+    ]
     if wrong:
-        raise HyperAdaptError(f"{file} is damaged (missing or wrong: {', '.join(wrong)}); generate the adapter again")
+        raise HyperAdaptError(
+            f"{file} is damaged (missing or wrong: {', '.join(wrong)}); generate the adapter again"
+        )
     if config["format"] != FORMAT or config["format_version"] > FORMAT_VERSION:
         raise HyperAdaptError(
             f"{file} is format {config['format']!r} version {config['format_version']}; this hyperadapt reads "
@@ -213,13 +223,20 @@ def read_bottleneck_config(folder: Path) -> dict[str, Any]:
         )
     from .config import BOTTLENECK_ACTIVATIONS
 
-    if config["activation"] not in BOTTLENECK_ACTIVATIONS or config["bottleneck_size"] < 1 or config["num_labels"] < 1:
+    if (
+        config["activation"] not in BOTTLENECK_ACTIVATIONS
+        or config["bottleneck_size"] < 1
+        or config["num_labels"] < 1
+    ):
         raise HyperAdaptError(f"{file} is damaged (activation, size or labels); generate the adapter again")
     return config
 
 
 def from_pretrained(
-    base_model: str | nn.Module, folder: str | Path, revision: str | None = None, token: str | bool | None = None
+    base_model: str | nn.Module,
+    folder: str | Path,
+    revision: str | None = None,
+    token: str | bool | None = None,
 ) -> nn.Module:
     """Load a generated bottleneck adapter onto its base model.
 
@@ -254,13 +271,19 @@ def from_pretrained(
         pickled = any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
         raise HyperAdaptError(
             f"{folder} has no {WEIGHTS_NAME}"
-            + (" (only pickled weights, which hyperadapt does not load: pickles can run code)" if pickled else "")
+            + (
+                " (only pickled weights, which hyperadapt does not load: pickles can run code)"
+                if pickled
+                else ""
+            )
             + "; generate the adapter again"
         )
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
-        raise HyperAdaptError(f"{weights} is corrupt or truncated ({err}); generate the adapter again") from None
+        raise HyperAdaptError(
+            f"{weights} is corrupt or truncated ({err}); generate the adapter again"
+        ) from None
 
     if isinstance(base_model, str):
         from .base_model import load_sequence_classifier
@@ -268,7 +291,9 @@ def from_pretrained(
         name = base_model
         base_revision = config.get("base_model_revision")
         model = load_sequence_classifier(
-            base_model, num_labels=config["num_labels"], revision=base_revision if isinstance(base_revision, str) else None
+            base_model,
+            num_labels=config["num_labels"],
+            revision=base_revision if isinstance(base_revision, str) else None,
         )
     elif isinstance(base_model, nn.Module):
         name = getattr(getattr(base_model, "config", None), "name_or_path", "") or type(base_model).__name__
@@ -279,7 +304,9 @@ def from_pretrained(
     modules = config["modules"]
     inject_bottlenecks(model, modules, config["bottleneck_size"], config["activation"])
     expected = {p for m in modules for p in adapter_parameter_names(m)}
-    expected |= {f"{config['head_name']}.{p}" for p, _ in model.get_submodule(config["head_name"]).named_parameters()}
+    expected |= {
+        f"{config['head_name']}.{p}" for p, _ in model.get_submodule(config["head_name"]).named_parameters()
+    }
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
         raise HyperAdaptError(
@@ -312,7 +339,9 @@ def _local_folder(folder: str | Path, revision: str | None, token: str | bool | 
     path = Path(folder)
     if path.exists() or looks_like_path(str(folder)) or str(folder).count("/") != 1:
         if revision is not None and not path.exists():
-            raise HyperAdaptError(f"revision {revision!r} was given, but {folder} is neither a folder nor a repo id")
+            raise HyperAdaptError(
+                f"revision {revision!r} was given, but {folder} is neither a folder nor a repo id"
+            )
         return path
     from .hub import download_files
 
@@ -332,7 +361,9 @@ def _check_listing(repo_id: str, where: str, files: dict[str, Any]) -> None:
             raise HyperAdaptError(
                 f"{where} is a peft adapter repository; load it with PeftModel.from_pretrained(base, {repo_id!r})"
             )
-        raise HyperAdaptError(f"{where} is not a bottleneck adapter repository: it has no {BOTTLENECK_CONFIG}")
+        raise HyperAdaptError(
+            f"{where} is not a bottleneck adapter repository: it has no {BOTTLENECK_CONFIG}"
+        )
     if WEIGHTS_NAME not in files:
         pickles = sorted(f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl")))
         what = f"only pickled weights ({', '.join(pickles)})" if pickles else f"no {WEIGHTS_NAME}"

@@ -288,7 +288,9 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
         task = _as(task, generated_for)
     base = load_sequence_classifier(base_name, num_labels=task.spec.num_outputs)
     try:
-        model = from_pretrained(base, path) if bottleneck else PeftModel.from_pretrained(base, str(path)).eval()
+        model = (
+            from_pretrained(base, path) if bottleneck else PeftModel.from_pretrained(base, str(path)).eval()
+        )
     except (RuntimeError, ValueError, OSError, SafetensorError) as err:
         first = " ".join(str(err).strip().splitlines()[:2])  # a shape mismatch lists every tensor
         raise HyperAdaptError(

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from .base_model import hub_id_of, load_sequence_classifier
+from .bottleneck import BOTTLENECK_CONFIG
 from .conditioning import Condition
 from .data import TaskSpec
 from .errors import HyperAdaptError
 from .files import atomic_dir
 from .hypernetwork import HyperNetwork
-from .bottleneck import BOTTLENECK_CONFIG
 from .injection import (
     ADAPTER_NAME,
     check_base_matches,
@@ -167,7 +167,9 @@ def _fill_slots(model: torch.nn.Module, cfg, adapters: dict[str, tuple[torch.Ten
         if kind not in adapters:  # adapter "none": peft starts B at zero, so the update is zero
             continue
         for i, (_, name, _) in enumerate(entries):
-            for (param_name, shape), stacked in zip(slot_tensors(cfg, name, kind), adapters[kind], strict=True):
+            for (param_name, shape), stacked in zip(
+                slot_tensors(cfg, name, kind), adapters[kind], strict=True
+            ):
                 params[param_name].copy_(stacked[i] if shape is None else stacked[i].reshape(shape))
 
 

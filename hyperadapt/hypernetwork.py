@@ -133,7 +133,9 @@ class ComponentGenerator(nn.Module):
                 # One output head per group, shared by every module kind; the chunk embeddings
                 # tell the chunks apart.
                 if group not in self.chunk_heads:
-                    self.chunk_heads[group] = ChunkHead(width, config.chunk_embedding_dim, self.chunk_size, std)
+                    self.chunk_heads[group] = ChunkHead(
+                        width, config.chunk_embedding_dim, self.chunk_size, std
+                    )
                 table = nn.Embedding(math.ceil(_numel(shapes) / self.chunk_size), config.chunk_embedding_dim)
                 nn.init.normal_(table.weight, std=1.0)
                 self.chunk_embeddings[f"{_key(kind)}__{group}"] = table

@@ -299,7 +299,5 @@ class AdaptedModel(nn.Module):
     ) -> torch.Tensor:
         """Logits of the base model run with the given adapters and head."""
         params = self.parameters_for(adapters, head)
-        outputs = functional_call(
-            self.model, params, args=(), kwargs=inputs, strict=False, tie_weights=False
-        )
+        outputs = functional_call(self.model, params, args=(), kwargs=inputs, strict=False, tie_weights=False)
         return outputs.logits

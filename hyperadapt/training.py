@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .base_model import check_inputs_fit, load_sequence_classifier, load_tokenizer
+from .cards import kind_name
 from .checkpoints import (
     CHECKPOINTS,
     LOGS,
@@ -45,7 +46,6 @@ from .checkpoints import (
     resume_point,
     save_checkpoint,
 )
-from .cards import kind_name
 from .conditioning import ConditionBuilder, TrainingConditions
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss

@@ -32,7 +32,9 @@ SENTENCES = ["test 1 the film was good and great", "test 2 the film was dull and
 def _tiny_gpt2():
     import transformers as tf
 
-    config = tf.GPT2Config(vocab_size=100, n_embd=16, n_layer=2, n_head=2, n_positions=64, num_labels=1, pad_token_id=0)
+    config = tf.GPT2Config(
+        vocab_size=100, n_embd=16, n_layer=2, n_head=2, n_positions=64, num_labels=1, pad_token_id=0
+    )
     torch.manual_seed(0)
     return tf.AutoModelForSequenceClassification.from_config(config).eval().requires_grad_(False)
 
@@ -67,7 +69,10 @@ def test_placement_is_found_from_the_model_and_generated_adapters_drive_it(famil
     logits = adapted(adapters, head, input_ids=IDS, attention_mask=torch.ones_like(IDS))
     assert logits.shape == (2, 3)
     logits.sum().backward()
-    assert all(h.weight.grad is not None for h in [*hypernet.generator.a_heads.values(), *hypernet.generator.b_heads.values()])
+    assert all(
+        h.weight.grad is not None
+        for h in [*hypernet.generator.a_heads.values(), *hypernet.generator.b_heads.values()]
+    )
     # The model's own classifier differs from the task head, but with the adapter at zero its
     # features are the base model's: a zero up projection changes nothing.
     zero = {k: (d, db, torch.zeros_like(u), torch.zeros_like(ub)) for k, (d, db, u, ub) in adapters.items()}
@@ -100,7 +105,9 @@ def test_pfeiffer_targets_do_not_select_the_attention_output_by_suffix():
 def test_chunked_bottleneck_generation_has_the_same_shapes():
     model = _tiny("bert")
     plain = HyperNetwork.build(HyperNetConfig(adapter="bottleneck", **SMALL), [SPEC], model)
-    chunked = HyperNetwork.build(HyperNetConfig(adapter="bottleneck", generator_chunk_size=10, **SMALL), [SPEC], model)
+    chunked = HyperNetwork.build(
+        HyperNetConfig(adapter="bottleneck", generator_chunk_size=10, **SMALL), [SPEC], model
+    )
     shapes = {k: [t.shape for t in v] for k, v in plain("t")[0].items()}
     assert {k: [t.shape for t in v] for k, v in chunked("t")[0].items()} == shapes
 
@@ -132,11 +139,17 @@ print(json.dumps({"logits": logits.tolist(), "labels": labels}))
 
 
 @pytest.mark.parametrize("task, num_labels", [("single", 2), ("score", 1)])
-def test_exported_bottleneck_adapter_loads_in_a_fresh_process_and_matches(bottleneck_run, tmp_path, task, num_labels):
+def test_exported_bottleneck_adapter_loads_in_a_fresh_process_and_matches(
+    bottleneck_run, tmp_path, task, num_labels
+):
     hypernet = load_hypernetwork(bottleneck_run.hypernetwork_dir)
     assert hypernet.config.adapter == "bottleneck"
     folder = export_adapter(hypernet, task, tmp_path / task)
-    assert {p.name for p in folder.iterdir()} >= {"bottleneck_config.json", "adapter_model.safetensors", "README.md"}
+    assert {p.name for p in folder.iterdir()} >= {
+        "bottleneck_config.json",
+        "adapter_model.safetensors",
+        "README.md",
+    }
     card = (folder / "README.md").read_text()
     assert "library_name: hyperadapt" in card and "from hyperadapt import from_pretrained" in card
     runtime = Runtime(hypernet)
@@ -157,7 +170,9 @@ def test_exported_bottleneck_adapter_loads_in_a_fresh_process_and_matches(bottle
     assert exported["modules"] == json.loads((folder / "bottleneck_config.json").read_text())["modules"]
 
 
-def test_a_base_model_object_is_accepted_and_eval_scores_the_folder(bottleneck_run, tmp_path, task_dirs, capsys):
+def test_a_base_model_object_is_accepted_and_eval_scores_the_folder(
+    bottleneck_run, tmp_path, task_dirs, capsys
+):
     from hyperadapt.base_model import load_sequence_classifier
     from hyperadapt.cli import main
 
@@ -178,7 +193,10 @@ def _folder(bottleneck_run, tmp_path):
 
 def test_a_wrong_base_model_is_refused_naming_both(bottleneck_run, tmp_path):
     _, folder = _folder(bottleneck_run, tmp_path)
-    with pytest.raises(HyperAdaptError, match=r"generated for base model .*\(bert, hidden 32\), but 'LlamaForSequenceClassification' is llama with hidden size 16"):
+    with pytest.raises(
+        HyperAdaptError,
+        match=r"generated for base model .*\(bert, hidden 32\), but 'LlamaForSequenceClassification' is llama with hidden size 16",
+    ):
         from_pretrained(_tiny("llama"), folder)
 
 
@@ -282,15 +300,27 @@ for repo in ("tester/nothing-here", "tester/pickled-bottleneck"):
 """
     server = FakeHub().start()
     try:
-        pushed = _run_steps([cli("push", "push", str(folder), "tester/bottleneck")], _env(server, tmp_path / "a"), tmp_path, "push")
+        pushed = _run_steps(
+            [cli("push", "push", str(folder), "tester/bottleneck")],
+            _env(server, tmp_path / "a"),
+            tmp_path,
+            "push",
+        )
         assert pushed["push"]["rc"] in (0, None), pushed["push"]
         files = server.files("tester/bottleneck")
         assert {"bottleneck_config.json", "adapter_model.safetensors", "README.md"} <= set(files)
         card = files["README.md"].decode()
-        assert "library_name: hyperadapt" in card and 'from_pretrained(' in card and '"tester/bottleneck"' in card
+        assert (
+            "library_name: hyperadapt" in card
+            and "from_pretrained(" in card
+            and '"tester/bottleneck"' in card
+        )
         server.add_files(
             "tester/pickled-bottleneck",
-            {"bottleneck_config.json": files["bottleneck_config.json"], "adapter_model.bin": b"\x80\x04pickle"},
+            {
+                "bottleneck_config.json": files["bottleneck_config.json"],
+                "adapter_model.bin": b"\x80\x04pickle",
+            },
         )
         pulled = _run_steps([py("load", load)], _env(server, tmp_path / "b"), tmp_path, "pull")["load"]
     finally:

@@ -50,7 +50,9 @@ def test_chunked_generation_emits_every_tensor_and_trains_every_part(adapter):
     model = _bert(16)
     whole = HyperNetwork.build(HyperNetConfig(adapter=adapter, **SMALL), [SPEC], model)
     # 7 does not divide the tensors' sizes: the last chunk of each is cut.
-    chunked = HyperNetwork.build(HyperNetConfig(adapter=adapter, generator_chunk_size=7, **SMALL), [SPEC], model)
+    chunked = HyperNetwork.build(
+        HyperNetConfig(adapter=adapter, generator_chunk_size=7, **SMALL), [SPEC], model
+    )
     adapters, head = chunked("t")
     assert {k: [t.shape for t in v] for k, v in adapters.items()} == {
         k: [t.shape for t in v] for k, v in whole("t")[0].items()

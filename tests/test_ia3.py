@@ -119,7 +119,9 @@ def test_bad_adapter_module_settings_are_refused_with_the_fix(settings, message)
 
 
 def test_an_unknown_adapter_kind_lists_the_kinds():
-    with pytest.raises(ValueError, match="adapter must be one of 'lora', 'ia3', 'bottleneck', 'none', got 'ia4'"):
+    with pytest.raises(
+        ValueError, match="adapter must be one of 'lora', 'ia3', 'bottleneck', 'none', got 'ia4'"
+    ):
         HyperNetConfig(adapter="ia4")
 
 
