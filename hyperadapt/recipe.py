@@ -342,6 +342,12 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         hyper = {k: v for k, v in self.hypernetwork.to_dict().items() if k in HyperNetConfig.recipe_fields()}
+        # Settings of other adapter kinds are left out (a recipe that sets them is refused).
+        for key, kinds in _KIND_SETTINGS.items():
+            if self.hypernetwork.adapter not in kinds:
+                hyper.pop(key)
+        if self.hypernetwork.generator_chunk_size is None:
+            hyper.pop("chunk_embedding_dim")
         data = {
             "seed": self.seed,
             "output_dir": self.output_dir,
@@ -557,11 +563,37 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
         )
     except (TypeError, ValueError) as err:
         raise HyperAdaptError(f"recipe: {err}") from None
+    _check_kind_settings(hyper, recipe.hypernetwork.adapter)
     if recipe.held_out and recipe.hypernetwork.head != "label_semantic":
         raise HyperAdaptError(
             "recipe: held_out tasks are scored zero-shot, which needs hypernetwork.head: label_semantic"
         )
     return recipe
+
+
+# Settings that only one adapter kind reads (adapter "none" exports zero LoRA adapters).
+_KIND_SETTINGS = {
+    "lora_rank": ("lora", "none"),
+    "lora_alpha": ("lora", "none"),
+    "bottleneck_size": ("bottleneck",),
+    "bottleneck_placement": ("bottleneck",),
+    "bottleneck_activation": ("bottleneck",),
+}
+
+
+def _check_kind_settings(hyper: dict[str, Any], adapter: str) -> None:
+    """Refuse a setting the chosen adapter kind would silently ignore."""
+    for key, kinds in _KIND_SETTINGS.items():
+        if key in hyper and adapter not in kinds:
+            raise HyperAdaptError(
+                f"recipe: hypernetwork.{key} applies to adapter: {' or '.join(kinds)}, but this recipe has "
+                f"adapter: {adapter}; drop {key} or change the adapter"
+            )
+    if "chunk_embedding_dim" in hyper and hyper.get("generator_chunk_size") is None:
+        raise HyperAdaptError(
+            "recipe: hypernetwork.chunk_embedding_dim applies to chunked generation only; set "
+            "generator_chunk_size too, or drop chunk_embedding_dim"
+        )
 
 
 def read_yaml_file(path: Path, what: str) -> Any:

@@ -108,6 +108,16 @@ def test_a_wrong_type_names_the_key_and_the_type_it_needs(changes, words):
         ({"training__lr_scheduler": "cosin"}, "did you mean 'cosine'?"),
         ({"training__lr_scheduler": "reduce_lr_on_plateau"}, "is not supported; use one of linear"),
         ({"hypernetwork__lora_rank": 0}, "lora_rank must be a positive integer"),
+        (
+            {"hypernetwork": {"adapter": "ia3", "lora_rank": 4}},
+            "hypernetwork.lora_rank applies to adapter: lora or none, but this recipe has adapter: ia3",
+        ),
+        (
+            {"hypernetwork": {"adapter": "lora", "bottleneck_size": 4}},
+            "hypernetwork.bottleneck_size applies to adapter: bottleneck",
+        ),
+        ({"hypernetwork": {"chunk_embedding_dim": 4}}, "set generator_chunk_size too"),
+        ({"hypernetwork": {"adapter": "bottleneck", "bottleneck_placement": "houlsbi"}}, "'houlsby', 'pfeiffer'"),
         ({"hypernetwork": [1]}, "hypernetwork must be a mapping"),
         ({"training": "fast"}, "training must be a mapping"),
         ({"tasks": []}, "tasks must be a non-empty list"),
