@@ -162,7 +162,10 @@ def hypernetwork_card(
 
     data = ModelCardData(
         library_name="hyperadapt",
-        tags=sorted({"hyperadapt", "hypernetwork", _kind_tag(cfg), "peft", "adapter-generator"}),
+        tags=sorted(
+            {"hyperadapt", "hypernetwork", _kind_tag(cfg), "adapter-generator"}
+            | ({"peft"} if _kind_tag(cfg) != "bottleneck" else set())
+        ),
         base_model=base_id if portable else None,
         language=languages,
         pipeline_tag="text-classification",
