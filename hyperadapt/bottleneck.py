@@ -216,13 +216,26 @@ def read_bottleneck_config(folder: Path) -> dict[str, Any]:
         raise HyperAdaptError(
             f"{file} is damaged (missing or wrong: {', '.join(wrong)}); generate the adapter again"
         )
-    if config["format"] != FORMAT or config["format_version"] > FORMAT_VERSION:
+    if config["format"] != FORMAT or not 1 <= config["format_version"] <= FORMAT_VERSION:
         raise HyperAdaptError(
             f"{file} is format {config['format']!r} version {config['format_version']}; this hyperadapt reads "
             f"{FORMAT!r} up to version {FORMAT_VERSION}; upgrade hyperadapt"
         )
     from .config import BOTTLENECK_ACTIVATIONS
 
+    labels = config.get("labels")
+    if labels is not None and (
+        not isinstance(labels, list)
+        or len(labels) != config["num_labels"]
+        or not all(isinstance(x, str) for x in labels)
+    ):
+        raise HyperAdaptError(
+            f"{file} is damaged (labels do not match num_labels); generate the adapter again"
+        )
+    if not config["modules"] or not all(isinstance(m, str) and m for m in config["modules"]):
+        raise HyperAdaptError(f"{file} is damaged (no adapted modules listed); generate the adapter again")
+    if len(set(config["modules"])) != len(config["modules"]):
+        raise HyperAdaptError(f"{file} is damaged (a module is listed twice); generate the adapter again")
     if (
         config["activation"] not in BOTTLENECK_ACTIVATIONS
         or config["bottleneck_size"] < 1
@@ -300,36 +313,50 @@ def from_pretrained(
         model = base_model
     else:
         raise HyperAdaptError(f"base_model must be a model or its name, got {type(base_model).__name__}")
+    # Everything is checked before the model is touched: a refused folder leaves it as it was.
     _check_base(model, config, name)
-    modules = config["modules"]
-    inject_bottlenecks(model, modules, config["bottleneck_size"], config["activation"])
-    expected = {p for m in modules for p in adapter_parameter_names(m)}
-    expected |= {
-        f"{config['head_name']}.{p}" for p, _ in model.get_submodule(config["head_name"]).named_parameters()
-    }
-    if set(state) != expected:
-        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise HyperAdaptError(
-            f"{weights} does not match {BOTTLENECK_CONFIG} (missing {missing[:3]}, unexpected {extra[:3]}); "
-            "generate the adapter again"
-        )
-    mismatched = [k for k, t in state.items() if tuple(t.shape) != tuple(model.get_parameter(k).shape)]
-    if mismatched:
-        raise HyperAdaptError(
-            f"{weights}: tensors {mismatched[:3]} have other shapes than the model's; the base model is "
-            f"loaded with other settings (the adapter has {config['num_labels']} labels: load it with "
-            f"num_labels={config['num_labels']}) or the folder is damaged"
-        )
+    _check_tensors(model, config, state, weights)
+    inject_bottlenecks(model, config["modules"], config["bottleneck_size"], config["activation"])
     with torch.no_grad():
         for key, tensor in state.items():
             model.get_parameter(key).copy_(tensor)
     labels = config.get("labels")
-    if isinstance(labels, list) and len(labels) == config["num_labels"]:
+    if labels:
         model.config.id2label = dict(enumerate(labels))
         model.config.label2id = {label: i for i, label in enumerate(labels)}
     if config["num_labels"] == 1:
         model.config.problem_type = "regression"
     return model.eval()
+
+
+def _check_tensors(model: nn.Module, config: dict[str, Any], state: dict[str, torch.Tensor], weights: Path) -> None:
+    """The file's tensors are exactly the adapter's and the head's, of the right shapes, finite floats."""
+    size = config["bottleneck_size"]
+    expected: dict[str, tuple[int, ...]] = {}
+    for module_name in config["modules"]:
+        features = _output_features(model.get_submodule(module_name))
+        shapes = [(size, features), (size,), (features, size), (features,)]
+        expected.update(zip(adapter_parameter_names(module_name), shapes, strict=True))
+    head = config["head_name"]
+    for param, tensor in model.get_submodule(head).named_parameters():
+        expected[f"{head}.{param}"] = tuple(tensor.shape)
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise HyperAdaptError(
+            f"{weights} does not match {BOTTLENECK_CONFIG} (missing {missing[:3]}, unexpected {extra[:3]}); "
+            "generate the adapter again"
+        )
+    mismatched = [k for k, t in state.items() if tuple(t.shape) != expected[k]]
+    if mismatched:
+        raise HyperAdaptError(
+            f"{weights}: tensors {mismatched[:3]} have other shapes than {BOTTLENECK_CONFIG} and the base model "
+            "give them; the folder is damaged, generate the adapter again"
+        )
+    bad = [k for k, t in state.items() if not t.is_floating_point() or not bool(torch.isfinite(t).all())]
+    if bad:
+        raise HyperAdaptError(
+            f"{weights}: tensors {bad[:3]} are not finite floating-point numbers; generate the adapter again"
+        )
 
 
 def _local_folder(folder: str | Path, revision: str | None, token: str | bool | None) -> Path:
@@ -371,34 +398,48 @@ def _check_listing(repo_id: str, where: str, files: dict[str, Any]) -> None:
 
 
 def _check_base(model: nn.Module, config: dict[str, Any], name: str) -> None:
-    found_type = getattr(getattr(model, "config", None), "model_type", "?")
-    found_hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    """Refuse a base model other than the adapter's (architecture, width, depth, modules, head)."""
+    from .base_model import linear_module_names, module_kind
+
+    model_config = getattr(model, "config", None)
+    found_type = getattr(model_config, "model_type", "?")
+    found_hidden = getattr(model_config, "hidden_size", None)
+    kinds = config["module_shapes"]
     problem = None
     if found_type != config["model_type"] or found_hidden != config["hidden_size"]:
         problem = f"{name!r} is {found_type} with hidden size {found_hidden}"
+    elif any(isinstance(m, BottleneckAdapter) for m in model.modules()):
+        raise HyperAdaptError(
+            f"{name!r} already carries bottleneck adapters; load the adapter onto a freshly loaded base model"
+        )
     else:
-        for module_name in config["modules"]:
-            try:
-                module = model.get_submodule(module_name)
-            except AttributeError:
-                problem = f"{name!r} has no module {module_name}"
-                break
-            if isinstance(module, BottleneckAdapter):
-                problem = f"{name!r} already carries bottleneck adapters (load a fresh base model)"
-                break
-            from .base_model import module_kind
-
-            expected = config["module_shapes"].get(module_kind(module_name))
-            try:
-                shape = list(_shape(module))
-            except HyperAdaptError:
-                shape = None
-            if shape != expected:
-                problem = f"{name!r} has {module_name} of shape {shape}, not {expected}"
-                break
+        present = [n for n in linear_module_names(model) if module_kind(n) in kinds]
+        if present != config["modules"]:
+            problem = (
+                f"{name!r} has {len(present)} modules of the adapted kinds ({', '.join(kinds)}), where the "
+                f"adapter has {len(config['modules'])}"
+            )
+        else:
+            for module_name in present:
+                shape = list(_shape(model.get_submodule(module_name)))
+                if shape != kinds[module_kind(module_name)]:
+                    problem = f"{name!r} has {module_name} of shape {shape}, not {kinds[module_kind(module_name)]}"
+                    break
+    if problem is None:
+        try:
+            model.get_submodule(config["head_name"])
+        except AttributeError:
+            problem = f"{type(model).__name__} has no {config['head_name']!r} head (load it as a sequence classifier)"
     if problem:
         raise HyperAdaptError(
             f"this bottleneck adapter was generated for base model {config['base_model']!r} "
-            f"({config['model_type']}, hidden {config['hidden_size']}), but {problem}; load it on the base "
-            "model it was generated for"
+            f"({config['model_type']}, hidden {config['hidden_size']}, {len(config['modules'])} adapted modules), "
+            f"but {problem}; load it on the base model it was generated for"
+        )
+    loaded_labels = getattr(model_config, "num_labels", None)
+    if loaded_labels != config["num_labels"]:
+        raise HyperAdaptError(
+            f"{name!r} was loaded with num_labels={loaded_labels}, but the adapter's task has "
+            f"{config['num_labels']} output{'s' if config['num_labels'] != 1 else ''}; load the base model with "
+            f"num_labels={config['num_labels']} (or pass its name and let from_pretrained load it)"
         )

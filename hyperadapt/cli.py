@@ -273,8 +273,10 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
             "base_model" if bottleneck else "base_model_name_or_path"
         )
     )
-    if not base_name:
-        raise HyperAdaptError(f"adapter {path} does not name its base model; pass --base-model")
+    if not base_name or not isinstance(base_name, str):
+        raise HyperAdaptError(
+            f"adapter {path} does not name its base model (as text); pass --base-model"
+        )
     task = resolve_task(args.task)
     if info.get("task"):
         from .data import TaskSpec

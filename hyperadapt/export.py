@@ -186,7 +186,6 @@ def _write_bottleneck(out: Path, base, cfg, spec, adapters, head, task_info, car
         "base_model_revision": cfg.base_model_revision,
         "model_type": cfg.model_type,
         "hidden_size": cfg.hidden_size,
-        "placement": cfg.bottleneck_placement,
         "target_modules": list(cfg.target_modules),
         "module_shapes": cfg.module_shapes,
         "bottleneck_size": cfg.bottleneck_size,

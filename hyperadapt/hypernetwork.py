@@ -60,6 +60,24 @@ def _numel(shapes: list[tuple[int, ...]]) -> int:
     return sum(math.prod(shape) for shape in shapes)
 
 
+def _check_sizes(config: HyperNetConfig, plan: dict[str, list]) -> None:
+    """Refuse sizes that make no sense for the adapted modules (and would only exhaust memory)."""
+    if config.adapter == "bottleneck":
+        narrowest = min(out_f for _, out_f in config.module_shapes.values())
+        if config.bottleneck_size > narrowest:
+            raise HyperAdaptError(
+                f"hypernetwork.bottleneck_size {config.bottleneck_size} is wider than the {narrowest} features of "
+                f"the modules it adapts, so it is no bottleneck; set it to {narrowest} or less (8 to 64 is usual)"
+            )
+    chunk = config.generator_chunk_size
+    largest = max(_numel(shapes) for groups in plan.values() for _, shapes in groups)
+    if chunk is not None and chunk > largest:
+        raise HyperAdaptError(
+            f"hypernetwork.generator_chunk_size {chunk} is larger than the largest tensor the generator emits "
+            f"({largest} entries); set it to {largest} or less"
+        )
+
+
 class ChunkHead(nn.Module):
     """Chunked output: one chunk of a generated tensor per (features, chunk embedding) pair.
 
@@ -117,6 +135,7 @@ class ComponentGenerator(nn.Module):
         self.adapter = config.adapter
         self.plan = {kind: config.generated_tensors(kind) for kind in self.kinds}
         self.chunk_size = config.generator_chunk_size
+        _check_sizes(config, self.plan)
         self.a_heads = nn.ModuleDict()
         self.b_heads = nn.ModuleDict()
         self.l_heads = nn.ModuleDict()

@@ -158,6 +158,18 @@ def check_base_matches(config: HyperNetConfig, model: nn.Module, base_name: str)
         and found.get("module_layers") == config.module_layers
     )
     if not same:
+        outline_same = (found["model_type"], found["hidden_size"], found["num_layers"]) == (
+            config.model_type,
+            config.hidden_size,
+            config.num_layers,
+        )
+        if outline_same:  # same architecture and size: the adapted modules differ
+            detail = (
+                f"its adapted modules differ from those in the hypernetwork's config.json "
+                f"({found.get('module_layers')} against {config.module_layers}); the config is edited or damaged, "
+                "or target_modules names modules this base has otherwise"
+            )
+            raise HyperAdaptError(f"base model {base_name!r} does not match this hypernetwork: {detail}")
         raise HyperAdaptError(
             f"this hypernetwork was trained for base model {config.base_model!r} "
             f"({config.model_type}, hidden {config.hidden_size}, {config.num_layers} layers), but "
@@ -266,10 +278,18 @@ class AdaptedModel(nn.Module):
             for kind, entries in slots.items()
         }
         head_path = next(
-            n
-            for n, _ in self.model.named_modules()
-            if n == config.head_name or n.endswith(f".{config.head_name}")
+            (
+                n
+                for n, _ in self.model.named_modules()
+                if n == config.head_name or n.endswith(f".{config.head_name}")
+            ),
+            None,
         )
+        if head_path is None:
+            raise HyperAdaptError(
+                f"the base model has no {config.head_name!r} head, which the hypernetwork's config.json names; "
+                "the config is damaged or from another base model"
+            )
         self.head_prefix = f"{head_path}."
 
     def train(self, mode: bool = True) -> AdaptedModel:

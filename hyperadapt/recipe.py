@@ -589,6 +589,15 @@ def _check_kind_settings(hyper: dict[str, Any], adapter: str) -> None:
                 f"recipe: hypernetwork.{key} applies to adapter: {' or '.join(kinds)}, but this recipe has "
                 f"adapter: {adapter}; drop {key} or change the adapter"
             )
+    if adapter == "none" and hyper.get("generator_chunk_size") is not None:
+        raise HyperAdaptError(
+            "recipe: hypernetwork.generator_chunk_size applies to a generator, but adapter: none has none; drop it"
+        )
+    if "bottleneck_placement" in hyper and hyper.get("target_modules"):
+        raise HyperAdaptError(
+            "recipe: hypernetwork.bottleneck_placement chooses the modules when target_modules is not set; "
+            "give one of them, not both"
+        )
     if "chunk_embedding_dim" in hyper and hyper.get("generator_chunk_size") is None:
         raise HyperAdaptError(
             "recipe: hypernetwork.chunk_embedding_dim applies to chunked generation only; set "

@@ -42,6 +42,11 @@ def load_hypernetwork(ref: str | Path, revision: str | None = None) -> HyperNetw
                 f"{ref} is a training checkpoint, not a hypernetwork; continue its run with `hyperadapt "
                 "train RECIPE --resume PATH`, or use the finished run's hypernetwork/ folder"
             )
+        if not (path / "config.json").is_file() and (path / "adapter_model.safetensors").is_file():
+            raise HyperAdaptError(
+                f"{ref} holds adapter weights but neither adapter_config.json nor bottleneck_config.json: a "
+                "damaged exported adapter, not a hypernetwork; generate it again"
+            )
         if not (path / "config.json").is_file():
             hint = " (did you mean its hypernetwork/ subfolder?)" if (path / "hypernetwork").is_dir() else ""
             raise HyperAdaptError(f"{ref} is not a saved hypernetwork: config.json is missing{hint}")

@@ -118,6 +118,7 @@ def bottleneck_run(tiny_bert, task_dirs, tmp_path_factory):
     from hyperadapt.training import train
 
     data = tiny_recipe(tiny_bert, task_dirs, tmp_path_factory.mktemp("bottleneck") / "run", steps=6)
+    del data["hypernetwork"]["lora_rank"]  # a LoRA setting: refused with another kind
     data["hypernetwork"].update(adapter="bottleneck", bottleneck_size=4, bottleneck_activation="gelu")
     return train(parse_recipe(data), show_progress=False)
 
@@ -195,17 +196,37 @@ def test_a_wrong_base_model_is_refused_naming_both(bottleneck_run, tmp_path):
     _, folder = _folder(bottleneck_run, tmp_path)
     with pytest.raises(
         HyperAdaptError,
-        match=r"generated for base model .*\(bert, hidden 32\), but 'LlamaForSequenceClassification' is llama with hidden size 16",
+        match=r"generated for base model .*\(bert, hidden 32, 4 adapted modules\), but 'LlamaForSequenceClassification' is llama with hidden size 16",
     ):
         from_pretrained(_tiny("llama"), folder)
 
 
-def test_a_base_loaded_with_other_labels_is_told_the_number(bottleneck_run, tmp_path):
+def test_a_base_loaded_with_other_labels_is_told_the_number_and_left_untouched(bottleneck_run, tmp_path):
     from hyperadapt.base_model import load_sequence_classifier
 
     hypernet, folder = _folder(bottleneck_run, tmp_path)
-    with pytest.raises(HyperAdaptError, match="num_labels=2"):
-        from_pretrained(load_sequence_classifier(hypernet.config.base_model, num_labels=5), folder)
+    model = load_sequence_classifier(hypernet.config.base_model, num_labels=5)
+    with pytest.raises(HyperAdaptError, match="loaded with num_labels=5.*load the base model with num_labels=2"):
+        from_pretrained(model, folder)
+    assert not any(isinstance(m, BottleneckAdapter) for m in model.modules())
+    _edit(folder, bottleneck_size=8)  # a damaged folder is refused before the model is wrapped
+    good = load_sequence_classifier(hypernet.config.base_model, num_labels=2)
+    with pytest.raises(HyperAdaptError, match="other shapes"):
+        from_pretrained(good, folder)
+    assert not any(isinstance(m, BottleneckAdapter) for m in good.modules())
+    _edit(folder, bottleneck_size=4)
+    assert sum(isinstance(m, BottleneckAdapter) for m in from_pretrained(good, folder).modules()) == 4
+    with pytest.raises(HyperAdaptError, match="already carries bottleneck adapters; load the adapter onto a fresh"):
+        from_pretrained(good, folder)
+
+
+def test_a_deeper_base_of_the_same_width_is_refused(bottleneck_run, tmp_path):
+    from .conftest import make_tiny_bert
+
+    _, folder = _folder(bottleneck_run, tmp_path)
+    deeper = make_tiny_bert(tmp_path / "deeper", layers=3)
+    with pytest.raises(HyperAdaptError, match="has 6 modules of the adapted kinds .* where the adapter has 4"):
+        from_pretrained(str(deeper), folder)
 
 
 @pytest.mark.parametrize(
@@ -218,7 +239,15 @@ def test_a_base_loaded_with_other_labels_is_told_the_number(bottleneck_run, tmp_
         (lambda f: _edit(f, bottleneck_size="8"), r"damaged \(missing or wrong: bottleneck_size\)"),
         (lambda f: _edit(f, format_version=9), "upgrade hyperadapt"),
         (lambda f: _edit(f, bottleneck_size=8), "other shapes"),
-        (lambda f: _edit(f, modules=["bert.encoder.layer.0.output.dense"]), "unexpected"),
+        (lambda f: _edit(f, bottleneck_size=10**12), "other shapes"),  # refused before any allocation
+        (lambda f: _edit(f, modules=["bert.encoder.layer.0.output.dense"]), "has 4 modules of the adapted kinds"),
+        (lambda f: _edit(f, modules=[]), "no adapted modules listed"),
+        (lambda f: _edit(f, format_version=0), "upgrade hyperadapt"),
+        (lambda f: _edit(f, labels=["only one"]), "labels do not match num_labels"),
+        (lambda f: _edit(f, head_name="classifer"), "has no 'classifer' head"),
+        (lambda f: _edit(f, num_labels=1, labels=None), "other shapes"),
+        (lambda f: _retensor(f, lambda t: t.to(torch.int64)), "not finite floating-point"),
+        (lambda f: _retensor(f, lambda t: t * float("nan")), "not finite floating-point"),
     ],
 )
 def test_a_damaged_folder_gets_one_clear_error(bottleneck_run, tmp_path, damage, message):
@@ -242,6 +271,16 @@ def test_a_peft_folder_is_pointed_to_peft(trained_run, tmp_path):
         from_pretrained("minilm", folder)
 
 
+def _retensor(folder, change):
+    from safetensors.torch import load_file, save_file
+
+    file = folder / "adapter_model.safetensors"
+    state = load_file(file)
+    key = next(k for k in state if k.endswith("adapter_up.weight"))
+    state[key] = change(state[key])
+    save_file(state, file)
+
+
 def _edit(folder, **changes):
     file = folder / "bottleneck_config.json"
     config = json.loads(file.read_text())
@@ -255,6 +294,22 @@ def test_injecting_twice_is_refused():
     inject_bottlenecks(model, [name], 2, "relu")
     with pytest.raises(HyperAdaptError, match="already carries"):
         inject_bottlenecks(model, [name], 2, "relu")
+
+
+def test_a_bottleneck_wider_than_the_modules_and_an_oversized_chunk_are_refused():
+    model = _tiny("bert")  # hidden 16
+    with pytest.raises(HyperAdaptError, match="bottleneck_size 32 is wider than the 16 features"):
+        HyperNetwork.build(HyperNetConfig(adapter="bottleneck", **{**SMALL, "bottleneck_size": 32}), [SPEC], model)
+    with pytest.raises(HyperAdaptError, match=r"generator_chunk_size 100000 is larger than .* \(80 entries\)"):
+        HyperNetwork.build(HyperNetConfig(adapter="bottleneck", generator_chunk_size=100000, **SMALL), [SPEC], model)
+
+
+def test_a_hypernetwork_config_naming_a_missing_head_is_one_error():
+    model = _tiny("bert")
+    config = HyperNetwork.build(HyperNetConfig(adapter="bottleneck", **SMALL), [SPEC], model).config
+    config.head_name = "classifer"
+    with pytest.raises(HyperAdaptError, match="no 'classifer' head"):
+        AdaptedModel(model, config)
 
 
 @pytest.mark.parametrize(
