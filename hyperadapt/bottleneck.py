@@ -329,7 +329,9 @@ def from_pretrained(
     return model.eval()
 
 
-def _check_tensors(model: nn.Module, config: dict[str, Any], state: dict[str, torch.Tensor], weights: Path) -> None:
+def _check_tensors(
+    model: nn.Module, config: dict[str, Any], state: dict[str, torch.Tensor], weights: Path
+) -> None:
     """The file's tensors are exactly the adapter's and the head's, of the right shapes, finite floats."""
     size = config["bottleneck_size"]
     expected: dict[str, tuple[int, ...]] = {}
@@ -423,7 +425,9 @@ def _check_base(model: nn.Module, config: dict[str, Any], name: str) -> None:
             for module_name in present:
                 shape = list(_shape(model.get_submodule(module_name)))
                 if shape != kinds[module_kind(module_name)]:
-                    problem = f"{name!r} has {module_name} of shape {shape}, not {kinds[module_kind(module_name)]}"
+                    problem = (
+                        f"{name!r} has {module_name} of shape {shape}, not {kinds[module_kind(module_name)]}"
+                    )
                     break
     if problem is None:
         try:

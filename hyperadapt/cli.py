@@ -274,9 +274,7 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
         )
     )
     if not base_name or not isinstance(base_name, str):
-        raise HyperAdaptError(
-            f"adapter {path} does not name its base model (as text); pass --base-model"
-        )
+        raise HyperAdaptError(f"adapter {path} does not name its base model (as text); pass --base-model")
     task = resolve_task(args.task)
     if info.get("task"):
         from .data import TaskSpec

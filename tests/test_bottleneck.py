@@ -206,7 +206,9 @@ def test_a_base_loaded_with_other_labels_is_told_the_number_and_left_untouched(b
 
     hypernet, folder = _folder(bottleneck_run, tmp_path)
     model = load_sequence_classifier(hypernet.config.base_model, num_labels=5)
-    with pytest.raises(HyperAdaptError, match="loaded with num_labels=5.*load the base model with num_labels=2"):
+    with pytest.raises(
+        HyperAdaptError, match="loaded with num_labels=5.*load the base model with num_labels=2"
+    ):
         from_pretrained(model, folder)
     assert not any(isinstance(m, BottleneckAdapter) for m in model.modules())
     _edit(folder, bottleneck_size=8)  # a damaged folder is refused before the model is wrapped
@@ -216,7 +218,9 @@ def test_a_base_loaded_with_other_labels_is_told_the_number_and_left_untouched(b
     assert not any(isinstance(m, BottleneckAdapter) for m in good.modules())
     _edit(folder, bottleneck_size=4)
     assert sum(isinstance(m, BottleneckAdapter) for m in from_pretrained(good, folder).modules()) == 4
-    with pytest.raises(HyperAdaptError, match="already carries bottleneck adapters; load the adapter onto a fresh"):
+    with pytest.raises(
+        HyperAdaptError, match="already carries bottleneck adapters; load the adapter onto a fresh"
+    ):
         from_pretrained(good, folder)
 
 
@@ -225,7 +229,9 @@ def test_a_deeper_base_of_the_same_width_is_refused(bottleneck_run, tmp_path):
 
     _, folder = _folder(bottleneck_run, tmp_path)
     deeper = make_tiny_bert(tmp_path / "deeper", layers=3)
-    with pytest.raises(HyperAdaptError, match="has 6 modules of the adapted kinds .* where the adapter has 4"):
+    with pytest.raises(
+        HyperAdaptError, match="has 6 modules of the adapted kinds .* where the adapter has 4"
+    ):
         from_pretrained(str(deeper), folder)
 
 
@@ -240,7 +246,10 @@ def test_a_deeper_base_of_the_same_width_is_refused(bottleneck_run, tmp_path):
         (lambda f: _edit(f, format_version=9), "upgrade hyperadapt"),
         (lambda f: _edit(f, bottleneck_size=8), "other shapes"),
         (lambda f: _edit(f, bottleneck_size=10**12), "other shapes"),  # refused before any allocation
-        (lambda f: _edit(f, modules=["bert.encoder.layer.0.output.dense"]), "has 4 modules of the adapted kinds"),
+        (
+            lambda f: _edit(f, modules=["bert.encoder.layer.0.output.dense"]),
+            "has 4 modules of the adapted kinds",
+        ),
         (lambda f: _edit(f, modules=[]), "no adapted modules listed"),
         (lambda f: _edit(f, format_version=0), "upgrade hyperadapt"),
         (lambda f: _edit(f, labels=["only one"]), "labels do not match num_labels"),
@@ -299,9 +308,15 @@ def test_injecting_twice_is_refused():
 def test_a_bottleneck_wider_than_the_modules_and_an_oversized_chunk_are_refused():
     model = _tiny("bert")  # hidden 16
     with pytest.raises(HyperAdaptError, match="bottleneck_size 32 is wider than the 16 features"):
-        HyperNetwork.build(HyperNetConfig(adapter="bottleneck", **{**SMALL, "bottleneck_size": 32}), [SPEC], model)
-    with pytest.raises(HyperAdaptError, match=r"generator_chunk_size 100000 is larger than .* \(80 entries\)"):
-        HyperNetwork.build(HyperNetConfig(adapter="bottleneck", generator_chunk_size=100000, **SMALL), [SPEC], model)
+        HyperNetwork.build(
+            HyperNetConfig(adapter="bottleneck", **{**SMALL, "bottleneck_size": 32}), [SPEC], model
+        )
+    with pytest.raises(
+        HyperAdaptError, match=r"generator_chunk_size 100000 is larger than .* \(80 entries\)"
+    ):
+        HyperNetwork.build(
+            HyperNetConfig(adapter="bottleneck", generator_chunk_size=100000, **SMALL), [SPEC], model
+        )
 
 
 def test_a_hypernetwork_config_naming_a_missing_head_is_one_error():
@@ -385,3 +400,16 @@ for repo in ("tester/nothing-here", "tester/pickled-bottleneck"):
     torch.testing.assert_close(torch.tensor(got["logits"]), expected, atol=1e-5, rtol=0)
     assert "tester/nothing-here" in got["tester/nothing-here"]
     assert "only pickled weights" in got["tester/pickled-bottleneck"]
+
+
+def test_eval_of_a_damaged_bottleneck_folder_is_one_error_line(bottleneck_run, tmp_path, task_dirs, capsys):
+    from hyperadapt.cli import main
+
+    _, folder = _folder(bottleneck_run, tmp_path)
+    info = json.loads((folder / "hyperadapt_task.json").read_text())
+    (folder / "hyperadapt_task.json").write_text(json.dumps({**info, "base_model": 5}))
+    assert main(["eval", str(folder), "--task", task_dirs["single"]]) == 2
+    assert "does not name its base model (as text); pass --base-model" in capsys.readouterr().err
+    (folder / "bottleneck_config.json").unlink()
+    assert main(["eval", str(folder), "--task", task_dirs["single"]]) == 2
+    assert "a damaged exported adapter, not a hypernetwork" in capsys.readouterr().err

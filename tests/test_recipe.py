@@ -119,10 +119,19 @@ def test_a_wrong_type_names_the_key_and_the_type_it_needs(changes, words):
         ({"hypernetwork": {"chunk_embedding_dim": 4}}, "set generator_chunk_size too"),
         ({"hypernetwork": {"adapter": "none", "generator_chunk_size": 8}}, "adapter: none has none"),
         (
-            {"hypernetwork": {"adapter": "bottleneck", "bottleneck_placement": "pfeiffer", "target_modules": ["query"]}},
+            {
+                "hypernetwork": {
+                    "adapter": "bottleneck",
+                    "bottleneck_placement": "pfeiffer",
+                    "target_modules": ["query"],
+                }
+            },
             "give one of them, not both",
         ),
-        ({"hypernetwork": {"adapter": "bottleneck", "bottleneck_placement": "houlsbi"}}, "'houlsby', 'pfeiffer'"),
+        (
+            {"hypernetwork": {"adapter": "bottleneck", "bottleneck_placement": "houlsbi"}},
+            "'houlsby', 'pfeiffer'",
+        ),
         ({"hypernetwork": [1]}, "hypernetwork must be a mapping"),
         ({"training": "fast"}, "training must be a mapping"),
         ({"tasks": []}, "tasks must be a non-empty list"),
