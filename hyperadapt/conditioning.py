@@ -27,16 +27,24 @@ class Condition:
     """The inputs that one generated adapter is conditioned on.
 
     Args:
-        task: A task name the hypernetwork was trained on (for its name embedding and its own head).
+        task: A task name the hypernetwork was trained on (it picks the task's own head, and its
+            name embedding when ``use_name``).
         description: ``[text_dim]``, the encoded task description.
         examples: ``[text_dim]``, the mean of encoded ``"text -> label"`` examples.
         labels: ``[num_labels, text_dim]``, encoded label names and descriptions (label-semantic head).
+        use_name: Whether the adapter is conditioned on the task's name embedding (False when the
+            name part is dropped or the hypernetwork is not conditioned on names).
     """
 
     task: str | None = None
     description: torch.Tensor | None = None
     examples: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    use_name: bool = True
+
+    @property
+    def uses_name(self) -> bool:
+        return self.task is not None and self.use_name
 
 
 def _projection(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -85,7 +93,7 @@ class Conditioner(nn.Module):
 
     def forward(self, condition: Condition) -> torch.Tensor:
         total = self.constant
-        if condition.task is not None and "name" in self.parts:
+        if condition.uses_name and "name" in self.parts:
             index = torch.tensor(self.task_index[condition.task], device=self.constant.device)
             total = total + self.name_projection(self.task_embedding(index))
         if condition.description is not None and "description" in self.parts:
@@ -175,9 +183,9 @@ class ConditionBuilder:
                 f"task {spec.name!r} is new, but this hypernetwork has one head per training task; train it "
                 "with hypernetwork.head: label_semantic to classify tasks it never saw"
             )
-        condition = Condition(labels=self.labels(spec))
-        if use_name and "name" in self.parts and spec.name in self.task_names:
-            condition.task = spec.name
+        condition = Condition(labels=self.labels(spec), use_name=use_name and "name" in self.parts)
+        if spec.name in self.task_names:
+            condition.task = spec.name  # its head; its name embedding only when use_name
         text = description if description is not None else spec.description
         if description is not None and not description.strip():
             raise HyperAdaptError("the task description is empty; write what the task is")
@@ -188,7 +196,7 @@ class ConditionBuilder:
         if "examples" in self.parts and examples:
             condition.examples = self.examples(spec, examples)
         has_any = (
-            condition.task is not None or condition.description is not None or condition.examples is not None
+            condition.uses_name or condition.description is not None or condition.examples is not None
         )
         if self.parts and not has_any:
             raise HyperAdaptError(
@@ -249,9 +257,8 @@ class TrainingConditions:
         keep = [p for p in parts if self.rng.random() >= self.dropout]
         if parts and not keep:
             keep = [parts[int(self.rng.integers(len(parts)))]]
-        condition = Condition(labels=self.labels[index])
-        if "name" in keep:
-            condition.task = spec.name
+        # The task always picks its own head; its name embedding only when the name part is kept.
+        condition = Condition(task=spec.name, labels=self.labels[index], use_name="name" in keep)
         if "description" in keep:
             vectors = self.description_vectors[index]
             condition.description = vectors[int(self.rng.integers(len(vectors)))]

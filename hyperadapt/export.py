@@ -204,7 +204,7 @@ def _generated_from(condition: Condition | str) -> str:
     if isinstance(condition, str):
         return f"the task name `{condition}`"
     parts = []
-    if condition.task is not None:
+    if condition.uses_name:
         parts.append(f"the task name `{condition.task}`")
     if condition.description is not None:
         parts.append("the task description above")

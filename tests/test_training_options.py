@@ -105,3 +105,27 @@ def test_bad_training_settings_are_refused_before_training(
     err = capsys.readouterr().err.strip()
     assert err.startswith("hyperadapt: error: ") and expected in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "hypernetwork",
+    [
+        {"conditioning": []},  # one shared LoRA, with a head per task: the multi-task baseline
+        {"conditioning": ["name", "description"], "condition_dropout": 0.5, "text_encoder": None},
+    ],
+)
+def test_task_heads_work_whatever_the_adapter_is_conditioned_on(tiny_bert, task_dirs, tmp_path, hypernetwork):
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.runtime import load_hypernetwork
+    from hyperadapt.training import train
+
+    data = tiny_recipe(tiny_bert, task_dirs, tmp_path / "run", steps=6)
+    if hypernetwork.get("text_encoder", 0) is None:
+        hypernetwork = {**hypernetwork, "text_encoder": tiny_bert}
+    data["hypernetwork"].update(hypernetwork)
+    result = train(parse_recipe(data), show_progress=False)
+    hypernet = load_hypernetwork(result.hypernetwork_dir)
+    assert set(result.metrics) == {"single", "pair", "score"}
+    if not hypernet.config.conditioning:  # unconditioned: every task gets the same adapter
+        a, b = hypernet("single")[0], hypernet("pair")[0]
+        assert all(torch.equal(x, y) for k in a for x, y in zip(a[k], b[k]))
