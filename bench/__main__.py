@@ -1,4 +1,4 @@
-"""``python -m bench {zero-shot,kinds,chunking} [--quick]``: see each benchmark module's docstring."""
+"""``python -m bench {run,zero-shot,kinds,chunking} [--quick]``: see each benchmark module's docstring."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
 
-    from bench import adapter_kinds, chunking, zero_shot
+    from bench import adapter_kinds, chunking, report, zero_shot
 
     benchmarks = {
+        "run": (report, "quality, speed, memory and scaling against peft LoRA, with a report"),
         "zero-shot": (zero_shot, "leave-tasks-out zero-/few-shot evaluation"),
         "kinds": (adapter_kinds, "LoRA, (IA)^3 and bottleneck adapters against peft LoRA per task"),
         "chunking": (chunking, "generator size and step time, chunked and not, by hidden size"),

@@ -1,0 +1,244 @@
+"""The benchmark report: quality, speed, memory and scaling of hyperadapt against peft LoRA.
+
+    python -m bench run            # 3 seeds, 600 steps, 8 tasks (under an hour on 2 cores)
+    python -m bench run --quick    # 1 seed, 4 tasks, 100 steps, short timings (under 5 minutes)
+
+Quality: on a GLUE-like set from ../shared/data (sst2, cola, rte, mrpc, stsb, boolq, tweeteval
+sentiment, trec), the test-split main metric of (a) the hypernetwork trained on all tasks,
+(b) one peft LoRA per task, (c) one shared multi-task LoRA, (d) the frozen base with trained heads
+only; same base (MiniLM-L6), same rank, same examples of each task; mean and spread over seeds.
+Speed: training step time of the hypernetwork / peft LoRA at the same rank, batch and length, and
+the generator's share of it; adapter generation latency; inference with an exported adapter, a peft
+LoRA, merged weights and the base model; all timed side by side in this process, interleaved.
+Memory: peak resident memory of a short training run, each in a fresh process. Scaling: size and
+step time against the number of tasks, the rank and the depth.
+
+Writes OUT/results.json (every figure with its settings, the machine and library versions),
+OUT/report.md and OUT/*.png, and prints the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench import quality, scaling, speed
+from bench.common import environment, write_report
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def run(args) -> dict:
+    from hyperadapt.data import load_task_folder
+
+    missing = [t for t in args.tasks if not (Path(args.data) / t / "task.json").is_file()]
+    if missing:
+        raise SystemExit(f"tasks {missing} are not task folders under {args.data}; pass --data or --tasks")
+    results: dict = {"settings": {k: v for k, v in vars(args).items() if k != "func"}}
+    runs = []
+    for seed in args.seeds:
+        print(f"quality, seed {seed}", flush=True)
+        data = quality.recipe_data(Path(args.data), args.tasks, args.steps, args.rank, args.max_length, seed)
+        runs.append(quality.one_seed(data, args.max_eval))
+    results["quality"] = {"runs": runs, "summary": quality.summarise(runs)}
+
+    print("speed and memory", flush=True)
+    trec = load_task_folder(Path(args.data) / "trec_coarse")
+    results["training_step"] = speed.training_step(
+        "minilm", trec, args.rank, 16, args.max_length, args.repeats
+    )
+    results["generation_ms"] = speed.generation_latency("minilm", args.repeats)
+    results["inference"] = speed.inference("minilm", trec, 32, args.max_length, args.repeats)
+    results["memory"] = speed.peak_memory("minilm", args.memory_steps)
+
+    print("scaling", flush=True)
+    results["scaling"] = {
+        "tasks": scaling.by_tasks("minilm", args.task_counts, args.repeats, *scaling.random_batch()),
+        "rank": scaling.by_rank(args.ranks, args.repeats),
+        "layers": scaling.by_layers(args.depths, args.repeats),
+    }
+    results["environment"] = environment()
+    return results
+
+
+def plots(results: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    rows = results["scaling"]["tasks"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(
+        [r["tasks"] for r in rows], [r["hyperadapt_parameters"] / 1e6 for r in rows], "o-", label="hyperadapt"
+    )
+    ax.plot(
+        [r["tasks"] for r in rows],
+        [r["peft_lora_parameters"] / 1e6 for r in rows],
+        "s--",
+        label="one peft LoRA per task",
+    )
+    ax.set_xlabel("tasks")
+    ax.set_ylabel("trainable parameters (millions)")
+    ax.set_title("Trainable parameters as tasks are added (MiniLM-L6, rank 8)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "scaling_tasks.png", dpi=120)
+    written.append("scaling_tasks.png")
+
+    summary = results["quality"]["summary"]
+    tasks = list(next(iter(summary.values()))["tasks"])
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(summary)
+    for i, (method, entry) in enumerate(summary.items()):
+        xs = [j + i * width for j in range(len(tasks))]
+        ax.bar(
+            xs,
+            [entry["tasks"][t]["mean"] for t in tasks],
+            width,
+            yerr=[entry["tasks"][t]["std"] for t in tasks],
+            label=quality.LABELS[method],
+        )
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks, rotation=30, ha="right")
+    ax.set_ylabel("test main metric")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "quality.png", dpi=120)
+    written.append("quality.png")
+    plt.close("all")
+    return written
+
+
+def markdown(results: dict) -> str:
+    s = results["settings"]
+    summary = results["quality"]["summary"]
+    tasks = list(next(iter(summary.values()))["tasks"])
+    metrics = results["quality"]["runs"][0]["metrics"]
+    lines = [
+        f"## Quality ({len(s['seeds'])} seed{'s' if len(s['seeds']) > 1 else ''}, {s['steps']} steps, rank {s['rank']})",
+        "",
+        "| method | trainable parameters | per added task | "
+        + " | ".join(f"{t} ({metrics[t]})" for t in tasks)
+        + " | average |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in tasks) + " | --- |",
+    ]
+    for method, entry in summary.items():
+        cells = [f"{entry['tasks'][t]['mean']:.3f} ± {entry['tasks'][t]['std']:.3f}" for t in tasks]
+        avg = entry["average"]
+        lines.append(
+            f"| {quality.LABELS[method]} | {entry['trainable_parameters']:,} | {entry['parameters_per_added_task']:,} | "
+            + " | ".join(cells)
+            + f" | {avg['mean']:.3f} ± {avg['std']:.3f} |"
+        )
+    majority = results["quality"]["runs"][0]["majority"]
+    lines.append(
+        "| majority class | - | - | "
+        + " | ".join(f"{majority[t]:.3f}" if majority[t] is not None else "-" for t in tasks)
+        + " | - |"
+    )
+    step, inf, mem, gen = (
+        results["training_step"],
+        results["inference"],
+        results["memory"],
+        results["generation_ms"],
+    )
+    sec = step["seconds"]
+    lines += [
+        "",
+        "## Speed and memory (ratios to peft LoRA, measured side by side)",
+        "",
+        "| figure | hyperadapt | peft LoRA | ratio |",
+        "| --- | --- | --- | --- |",
+        f"| training step, rank {s['rank']}, batch 16 x {s['max_length']} tokens (ms) | {1000 * sec['hyperadapt']:.1f} | "
+        f"{1000 * sec['peft_lora']:.1f} | {step['ratio']:.3f} |",
+        f"| generator's share of the step (forward + backward) | {100 * step['generator_share']:.1f} % | - | - |",
+        f"| inference, exported adapter under peft vs peft LoRA, batch 32 (ms) | "
+        f"{inf['milliseconds']['exported_adapter_peft']:.1f} | {inf['milliseconds']['peft_lora']:.1f} | "
+        f"{inf['exported_over_peft_lora']:.3f} |",
+        f"| inference, merged weights vs base model (ms) | {inf['milliseconds']['merged']:.1f} | "
+        f"{inf['milliseconds']['base_model']:.1f} (base) | {inf['merged_over_base']:.3f} |",
+        f"| peak resident memory while training, {mem['steps']} steps (MB) | {mem['peak_mb']['hyperadapt']:.0f} | "
+        f"{mem['peak_mb']['peft_lora']:.0f} | {mem['ratio']:.3f} |",
+        "",
+        f"Generating an adapter: {gen['from_name']:.2f} ms from a task name, {gen['from_description']:.2f} ms from a "
+        "new description (encoding it included).",
+        "",
+        "## Scaling",
+        "",
+        "| tasks | hyperadapt parameters | peft LoRAs (sum) | hyperadapt step (ms) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in results["scaling"]["tasks"]:
+        lines.append(
+            f"| {row['tasks']} | {row['hyperadapt_parameters']:,} | {row['peft_lora_parameters']:,} | "
+            f"{row['hyperadapt_step_ms']:.1f} |"
+        )
+    lines += [
+        "",
+        "| rank | hyperadapt parameters | generator | peft LoRA | step ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in results["scaling"]["rank"]:
+        lines.append(
+            f"| {row['rank']} | {row['hyperadapt_parameters']:,} | {row['generator_parameters']:,} | "
+            f"{row['peft_lora_parameters']:,} | {row['step_ratio']:.3f} |"
+        )
+    lines += [
+        "",
+        "| layers | hyperadapt parameters | generator | peft LoRA | step ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in results["scaling"]["layers"]:
+        lines.append(
+            f"| {row['layers']} | {row['hyperadapt_parameters']:,} | {row['generator_parameters']:,} | "
+            f"{row['peft_lora_parameters']:,} | {row['step_ratio']:.3f} |"
+        )
+    env = results["environment"]
+    lines += [
+        "",
+        "Rank and depth rows use random 4-layer (resp. N-layer) BERTs of hidden size 128, batch 8 x 32 tokens. "
+        f"{env['date']}; {env['cpus']} CPUs ({env['processor']}), {env['torch_threads']} torch threads; "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="task folders (default: ../shared/data)")
+    parser.add_argument("--tasks", nargs="+", default=quality.GLUE_LIKE)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=600, help="training steps of each multi-task model")
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--max-eval", type=int, default=500, help="test examples per task")
+    parser.add_argument("--repeats", type=int, default=20, help="interleaved timing repeats")
+    parser.add_argument("--memory-steps", type=int, default=20)
+    parser.add_argument("--task-counts", type=int, nargs="+", default=[1, 2, 5, 10, 20, 40])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    parser.add_argument("--depths", type=int, nargs="+", default=[2, 4, 8, 12, 24])
+    parser.add_argument("--out", default="bench/results/report")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 4 tasks, 100 steps, short timings")
+
+
+def main(args) -> None:
+    if args.quick:
+        args.seeds, args.steps, args.tasks, args.max_eval = (
+            [0],
+            100,
+            ["glue_sst2", "glue_rte", "glue_stsb", "trec_coarse"],
+            100,
+        )
+        args.repeats, args.memory_steps, args.task_counts, args.ranks, args.depths = (
+            5,
+            5,
+            [1, 5, 20],
+            [4, 16],
+            [2, 8],
+        )
+    results = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results["plots"] = plots(results, out)
+    write_report(out, results, markdown(results))

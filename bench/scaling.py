@@ -1,0 +1,109 @@
+"""How the hypernetwork's size and step time grow with tasks, rank and depth, against peft LoRAs."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.steps import fresh_base, hypernetwork_step, interleaved_medians, peft_lora_step
+from hyperadapt.config import HyperNetConfig
+from hyperadapt.data import TaskSpec
+
+
+def _specs(n: int) -> list[TaskSpec]:
+    return [
+        TaskSpec(f"task_{i}", "sequence_classification", ["sentence"], labels=["a", "b"]) for i in range(n)
+    ]
+
+
+def _tiny_bert(layers: int, hidden: int = 128):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=1000,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
+    torch.manual_seed(0)
+    return BertForSequenceClassification(config).eval().requires_grad_(False)
+
+
+def random_batch():
+    """8 sequences of 32 random token ids (within every vocabulary used here) and binary labels."""
+    torch.manual_seed(0)
+    ids = torch.randint(5, 1000, (8, 32))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, torch.randint(0, 2, (8,))
+
+
+def by_tasks(
+    base_model: str, counts: list[int], repeats: int, inputs: dict, labels: torch.Tensor
+) -> list[dict]:
+    """Hypernetwork parameters and step time for 1..N tasks, against N separate peft LoRAs (with heads)."""
+    rows, contenders = [], {}
+    peft_step, per_task = peft_lora_step(fresh_base(base_model, 2), _specs(1)[0], inputs, labels)
+    for n in counts:
+        step, _, hypernet = hypernetwork_step(
+            HyperNetConfig(base_model=base_model), _specs(n), fresh_base(base_model, 1), inputs, labels
+        )
+        contenders[n] = step
+        rows.append(
+            {
+                "tasks": n,
+                "hyperadapt_parameters": hypernet.num_parameters(),
+                "peft_lora_parameters": n * per_task,
+            }
+        )
+    times = interleaved_medians(
+        {**{f"hyperadapt_{n}": s for n, s in contenders.items()}, "peft_lora": peft_step}, repeats
+    )
+    for row in rows:
+        row["hyperadapt_step_ms"] = round(1000 * times[f"hyperadapt_{row['tasks']}"], 2)
+        row["peft_lora_step_ms"] = round(1000 * times["peft_lora"], 2)
+    return rows
+
+
+def by_rank(ranks: list[int], repeats: int) -> list[dict]:
+    """Tiny 4-layer BERT (hidden 128): generator size and step time against peft LoRA, by rank."""
+    inputs, labels = random_batch()
+    spec = _specs(1)[0]
+    rows = []
+    for rank in ranks:
+        step, _, hypernet = hypernetwork_step(
+            HyperNetConfig(lora_rank=rank, lora_alpha=2.0 * rank), [spec], _tiny_bert(4), inputs, labels
+        )
+        peft_step, peft_params = peft_lora_step(_tiny_bert(4), spec, inputs, labels, rank=rank)
+        times = interleaved_medians({"hyperadapt": step, "peft_lora": peft_step}, repeats)
+        rows.append(
+            {
+                "rank": rank,
+                "hyperadapt_parameters": hypernet.num_parameters(),
+                "generator_parameters": hypernet.generator_parameters(),
+                "peft_lora_parameters": peft_params,
+                "step_ratio": times["hyperadapt"] / times["peft_lora"],
+            }
+        )
+    return rows
+
+
+def by_layers(depths: list[int], repeats: int) -> list[dict]:
+    """Tiny BERTs (hidden 128) of growing depth: the generator stays the same size, LoRA grows."""
+    inputs, labels = random_batch()
+    spec = _specs(1)[0]
+    rows = []
+    for layers in depths:
+        step, _, hypernet = hypernetwork_step(HyperNetConfig(), [spec], _tiny_bert(layers), inputs, labels)
+        peft_step, peft_params = peft_lora_step(_tiny_bert(layers), spec, inputs, labels)
+        times = interleaved_medians({"hyperadapt": step, "peft_lora": peft_step}, repeats)
+        rows.append(
+            {
+                "layers": layers,
+                "hyperadapt_parameters": hypernet.num_parameters(),
+                "generator_parameters": hypernet.generator_parameters(),
+                "peft_lora_parameters": peft_params,
+                "step_ratio": times["hyperadapt"] / times["peft_lora"],
+            }
+        )
+    return rows
