@@ -174,26 +174,17 @@ def markdown(results: dict) -> str:
             f"| {row['tasks']} | {row['hyperadapt_parameters']:,} | {row['peft_lora_parameters']:,} | "
             f"{row['hyperadapt_step_ms']:.1f} |"
         )
-    lines += [
-        "",
-        "| rank | hyperadapt parameters | generator | peft LoRA | step ratio |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for row in results["scaling"]["rank"]:
-        lines.append(
-            f"| {row['rank']} | {row['hyperadapt_parameters']:,} | {row['generator_parameters']:,} | "
-            f"{row['peft_lora_parameters']:,} | {row['step_ratio']:.3f} |"
-        )
-    lines += [
-        "",
-        "| layers | hyperadapt parameters | generator | peft LoRA | step ratio |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for row in results["scaling"]["layers"]:
-        lines.append(
-            f"| {row['layers']} | {row['hyperadapt_parameters']:,} | {row['generator_parameters']:,} | "
-            f"{row['peft_lora_parameters']:,} | {row['step_ratio']:.3f} |"
-        )
+    for key in ("rank", "layers"):
+        lines += [
+            "",
+            f"| {key} | hyperadapt parameters | generator | peft LoRA | step ratio |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in results["scaling"][key]:
+            lines.append(
+                f"| {row[key]} | {row['hyperadapt_parameters']:,} | {row['generator_parameters']:,} | "
+                f"{row['peft_lora_parameters']:,} | {row['step_ratio']:.3f} |"
+            )
     env = results["environment"]
     lines += [
         "",

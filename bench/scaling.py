@@ -65,45 +65,30 @@ def by_tasks(
     return rows
 
 
-def by_rank(ranks: list[int], repeats: int) -> list[dict]:
-    """Tiny 4-layer BERT (hidden 128): generator size and step time against peft LoRA, by rank."""
+def _against_peft(key: str, value: int, config: HyperNetConfig, layers: int, rank: int, repeats: int) -> dict:
+    """One row: a hypernetwork and a peft LoRA on the same tiny BERT, sizes and step-time ratio."""
     inputs, labels = random_batch()
     spec = _specs(1)[0]
-    rows = []
-    for rank in ranks:
-        step, _, hypernet = hypernetwork_step(
-            HyperNetConfig(lora_rank=rank, lora_alpha=2.0 * rank), [spec], _tiny_bert(4), inputs, labels
-        )
-        peft_step, peft_params = peft_lora_step(_tiny_bert(4), spec, inputs, labels, rank=rank)
-        times = interleaved_medians({"hyperadapt": step, "peft_lora": peft_step}, repeats)
-        rows.append(
-            {
-                "rank": rank,
-                "hyperadapt_parameters": hypernet.num_parameters(),
-                "generator_parameters": hypernet.generator_parameters(),
-                "peft_lora_parameters": peft_params,
-                "step_ratio": times["hyperadapt"] / times["peft_lora"],
-            }
-        )
-    return rows
+    step, _, hypernet = hypernetwork_step(config, [spec], _tiny_bert(layers), inputs, labels)
+    peft_step, peft_params = peft_lora_step(_tiny_bert(layers), spec, inputs, labels, rank=rank)
+    times = interleaved_medians({"hyperadapt": step, "peft_lora": peft_step}, repeats)
+    return {
+        key: value,
+        "hyperadapt_parameters": hypernet.num_parameters(),
+        "generator_parameters": hypernet.generator_parameters(),
+        "peft_lora_parameters": peft_params,
+        "step_ratio": times["hyperadapt"] / times["peft_lora"],
+    }
+
+
+def by_rank(ranks: list[int], repeats: int) -> list[dict]:
+    """Tiny 4-layer BERT (hidden 128): generator size and step time against peft LoRA, by rank."""
+    return [
+        _against_peft("rank", r, HyperNetConfig(lora_rank=r, lora_alpha=2.0 * r), 4, r, repeats)
+        for r in ranks
+    ]
 
 
 def by_layers(depths: list[int], repeats: int) -> list[dict]:
     """Tiny BERTs (hidden 128) of growing depth: the generator stays the same size, LoRA grows."""
-    inputs, labels = random_batch()
-    spec = _specs(1)[0]
-    rows = []
-    for layers in depths:
-        step, _, hypernet = hypernetwork_step(HyperNetConfig(), [spec], _tiny_bert(layers), inputs, labels)
-        peft_step, peft_params = peft_lora_step(_tiny_bert(layers), spec, inputs, labels)
-        times = interleaved_medians({"hyperadapt": step, "peft_lora": peft_step}, repeats)
-        rows.append(
-            {
-                "layers": layers,
-                "hyperadapt_parameters": hypernet.num_parameters(),
-                "generator_parameters": hypernet.generator_parameters(),
-                "peft_lora_parameters": peft_params,
-                "step_ratio": times["hyperadapt"] / times["peft_lora"],
-            }
-        )
-    return rows
+    return [_against_peft("layers", n, HyperNetConfig(), n, 8, repeats) for n in depths]
