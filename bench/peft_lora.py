@@ -32,6 +32,13 @@ def train_peft_lora(
     model = load_sequence_classifier(base_model, num_labels=task.spec.num_outputs)
     targets = target_modules or default_target_modules(model)
     head = head_module_name(model)
+    if not task.spec.is_classification:
+        # As hyperadapt does: the regression output starts at the mean of the training targets.
+        mean = float(np.mean([ex["label"] for ex in task.splits["train"]]))
+        with torch.no_grad():
+            for name, param in model.get_submodule(head).named_parameters():
+                if name.endswith("bias") and list(param.shape) == [1]:
+                    param.fill_(mean)
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha,

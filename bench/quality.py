@@ -27,7 +27,6 @@ GLUE_LIKE = [
     "glue_rte",
     "glue_mrpc",
     "glue_stsb",
-    "boolq",
     "tweeteval_sentiment",
     "trec_coarse",
 ]
@@ -45,12 +44,25 @@ LABELS = {
 }
 
 
-def recipe_data(data_dir: Path, tasks: list[str], steps: int, rank: int, max_length: int, seed: int) -> dict:
+def recipe_data(
+    data_dir: Path,
+    tasks: list[str],
+    steps: int,
+    rank: int,
+    max_length: int,
+    seed: int,
+    generator_width: int = 32,
+) -> dict:
     return {
         "seed": seed,
         "output_dir": "unused",
         "export_adapters": False,
-        "hypernetwork": {"base_model": "minilm", "lora_rank": rank, "lora_alpha": 2.0 * rank},
+        "hypernetwork": {
+            "base_model": "minilm",
+            "lora_rank": rank,
+            "lora_alpha": 2.0 * rank,
+            "generator_width": generator_width,
+        },
         "training": {
             "max_steps": steps,
             "batch_size": 16,

@@ -39,14 +39,23 @@ def random_batch():
 
 
 def by_tasks(
-    base_model: str, counts: list[int], repeats: int, inputs: dict, labels: torch.Tensor
+    base_model: str,
+    counts: list[int],
+    repeats: int,
+    inputs: dict,
+    labels: torch.Tensor,
+    generator_width: int = 32,
 ) -> list[dict]:
     """Hypernetwork parameters and step time for 1..N tasks, against N separate peft LoRAs (with heads)."""
     rows, contenders = [], {}
     peft_step, per_task = peft_lora_step(fresh_base(base_model, 2), _specs(1)[0], inputs, labels)
     for n in counts:
         step, _, hypernet = hypernetwork_step(
-            HyperNetConfig(base_model=base_model), _specs(n), fresh_base(base_model, 1), inputs, labels
+            HyperNetConfig(base_model=base_model, generator_width=generator_width),
+            _specs(n),
+            fresh_base(base_model, 1),
+            inputs,
+            labels,
         )
         contenders[n] = step
         rows.append(

@@ -195,9 +195,7 @@ class ConditionBuilder:
             condition.description = self.encoder([text])[0]
         if "examples" in self.parts and examples:
             condition.examples = self.examples(spec, examples)
-        has_any = (
-            condition.uses_name or condition.description is not None or condition.examples is not None
-        )
+        has_any = condition.uses_name or condition.description is not None or condition.examples is not None
         if self.parts and not has_any:
             raise HyperAdaptError(
                 f"task {spec.name!r}: this hypernetwork is conditioned on {self.parts}, and none is available; "

@@ -47,11 +47,23 @@ class TaskHeads(nn.Module):
     def __init__(self, head_shapes: dict[str, list[int]], num_outputs: dict[str, int]):
         super().__init__()
         self.heads = nn.ModuleDict()
+        # The bias of the output layer (the parameter that is all label dimension).
+        self.output_bias = next((name for name, shape in head_shapes.items() if list(shape) == [-1]), None)
         for task, width in num_outputs.items():
             head = nn.ParameterDict()
             for name, shape in head_shapes.items():
                 head[_key(name)] = _init([width if d == -1 else d for d in shape])
             self.heads[_key(task)] = head
+
+    @torch.no_grad()
+    def start_regression_at(self, task: str, value: float) -> None:
+        """Start ``task``'s regression output at ``value`` (the mean of its training targets).
+
+        From a zero bias, a target scale like 0 to 5 makes the first hundreds of steps fit the
+        offset rather than the signal.
+        """
+        if self.output_bias is not None:
+            self.heads[_key(task)][_key(self.output_bias)].fill_(value)
 
     def forward(self, condition: Condition) -> dict[str, torch.Tensor]:
         if condition.task is None or _key(condition.task) not in self.heads:

@@ -50,6 +50,7 @@ from .conditioning import ConditionBuilder, TrainingConditions
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
 from .files import RunLock, atomic_dir
+from .heads import TaskHeads
 from .hypernetwork import HyperNetwork
 from .injection import AdaptedModel
 from .recipe import Recipe
@@ -298,6 +299,11 @@ def _train(
     hypernet = HyperNetwork.build(
         hyper_cfg, [t.spec for t in tasks], base, text_dim=encoder.dim if encoder else None
     )
+    if isinstance(hypernet.head, TaskHeads):
+        for task in tasks:
+            if not task.spec.is_classification:
+                targets = [float(ex["label"]) for ex in task.splits["train"]]
+                hypernet.head.start_regression_at(task.name, sum(targets) / len(targets))
     builder = ConditionBuilder(hypernet.config, hypernet.task_names, encoder)
     conditions = TrainingConditions(
         builder,

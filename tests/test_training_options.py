@@ -129,3 +129,26 @@ def test_task_heads_work_whatever_the_adapter_is_conditioned_on(tiny_bert, task_
     if not hypernet.config.conditioning:  # unconditioned: every task gets the same adapter
         a, b = hypernet("single")[0], hypernet("pair")[0]
         assert all(torch.equal(x, y) for k in a for x, y in zip(a[k], b[k]))
+
+
+def test_a_regression_head_starts_at_the_mean_of_its_training_targets(tiny_bert, task_dirs, tmp_path):
+    from hyperadapt.data import load_task_folder
+    from hyperadapt.evaluation import encode
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.runtime import Runtime, load_hypernetwork
+    from hyperadapt.training import train
+
+    # One step at a learning rate too small to move anything: what is left is the initial head.
+    data = tiny_recipe(
+        tiny_bert, {"score": task_dirs["score"]}, tmp_path / "run", steps=1, learning_rate=1e-9
+    )
+    train(parse_recipe(data), show_progress=False)
+    runtime = Runtime(load_hypernetwork(tmp_path / "run" / "hypernetwork"))
+    task = load_task_folder(task_dirs["score"])
+    examples = task.splits["train"]
+    targets = torch.tensor([ex["label"] for ex in examples])
+    adapters, head = runtime.hypernet("score")
+    with torch.no_grad():
+        predictions = runtime.adapted(adapters, head, **encode(runtime.tokenizer, task.spec, examples, 32))
+    # The targets lie in [0, 5] with mean about 2.5; a zero-initialised bias would predict about 0.
+    assert abs(predictions.squeeze(-1).mean().item() - targets.mean().item()) < 0.1
