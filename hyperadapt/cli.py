@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -117,8 +118,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     hypernet = load_hypernetwork(args.hypernetwork, revision=args.revision)
     if args.examples:
         _check_conditioned_on(hypernet, "examples", "--examples")
-    if args.task and args.task in hypernet.task_index:
-        spec = hypernet.spec(args.task)
+    if args.language:
+        _check_conditioned_on(hypernet, "language", "--language")
+    if args.task and hypernet.knows(args.task):
+        spec = hypernet.spec_in(args.task, args.language)
         if args.labels:
             raise HyperAdaptError(f"task {args.task!r} is a training task with its own labels; drop --labels")
         if args.description is not None:  # a new wording of a known task
@@ -126,18 +129,22 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     elif args.description is not None:
         if not args.labels:
             raise HyperAdaptError("a new task needs its labels: --labels 'name: what it means; name2: ...'")
-        if args.name in hypernet.task_index:
+        if args.name and hypernet.knows(args.name):
             raise HyperAdaptError(
                 f"--name {args.name!r} is a training task of this hypernetwork; name the new task differently "
                 f"(or use --task {args.name} without --labels for the training task)"
             )
         fields = [f.strip() for f in args.text_fields.split(",")] if args.text_fields else None
         spec = new_task_spec(args.task or args.name or "new_task", args.description, args.labels, fields)
+        if args.language:
+            spec = dataclasses.replace(spec, language=args.language)
     else:
         spec = hypernet.spec(args.task)  # unknown task: the error lists the known ones
     examples = _read_examples(args.examples, spec) if args.examples else None
     runtime = Runtime(hypernet)
-    condition = runtime.condition(spec, description=args.description, examples=examples)
+    condition = runtime.condition(
+        spec, description=args.description, examples=examples, language=args.language
+    )
     # Written to a temporary folder, pushed from there, and renamed into place only once pushed:
     # a failed push leaves no --out folder behind.
     with atomic_dir(args.out) as staged:
@@ -189,6 +196,7 @@ def _check_conditioned_on(hypernet, part: str, flag: str) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .base_model import check_inputs_fit
     from .bottleneck import BOTTLENECK_CONFIG
+    from .data import Task
     from .evaluation import evaluate_hypernetwork
     from .runtime import Runtime, load_hypernetwork, resolve_task
 
@@ -208,6 +216,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         _check_conditioned_on(hypernet, "description", "--description")
     if args.shots:
         _check_conditioned_on(hypernet, "examples", "--shots")
+    if args.language:
+        _check_conditioned_on(hypernet, "language", "--language")
+    if args.group and not hypernet.knows(args.group):
+        hypernet.spec(args.group)  # the error lists the known tasks and groups
     known = args.task in hypernet.task_index
     if not known and not Path(args.task).exists():
         from .builtin_tasks import builtin_task_names
@@ -215,8 +227,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if args.task not in builtin_task_names():
             hypernet.spec(args.task)  # an unknown name: the error lists the known tasks
     task = resolve_task(args.task, path if path.is_dir() else getattr(hypernet, "source_dir", None))
+    if args.group:
+        task = Task(dataclasses.replace(task.spec, group=args.group), task.splits)
     seen = task.name in hypernet.task_index
-    spec = hypernet.spec(task.name) if seen else task.spec
+    if seen:
+        spec = hypernet.spec(task.name)
+    elif task.spec.key in hypernet.key_index:  # a known task (group) in another language: its head
+        group = hypernet.spec_in(task.spec.key, args.language or task.spec.language)
+        spec = dataclasses.replace(group, name=task.name, language=args.language or task.spec.language)
+    else:
+        spec = task.spec
     task = _as(task, spec)
     runtime = Runtime(hypernet, base_model=args.base_model)
     check_inputs_fit(runtime.base_model, runtime.tokenizer, args.max_length, "--max-length")
@@ -232,9 +252,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             )
         order = np.random.default_rng(args.seed).permutation(available)[: args.shots]
         examples = [task.splits["train"][i] for i in order]
-    condition = runtime.condition(spec, description=args.description, examples=examples)
+    condition = runtime.condition(
+        spec, description=args.description, examples=examples, language=args.language
+    )
     metrics = evaluate_hypernetwork(hypernet, runtime.adapted, runtime.tokenizer, task, condition, **common)
-    mode = "seen" if seen else "zero-shot" if not examples else f"{len(examples)}-shot"
+    if seen:
+        mode = "seen"
+    elif spec.key in hypernet.key_index:
+        mode = f"task {spec.key} in {condition.language or spec.language}"
+    else:
+        mode = "zero-shot" if not examples else f"{len(examples)}-shot"
     print(json.dumps({"task": task.name, "split": args.split, "mode": mode, **metrics}, indent=2))
     return 0
 
@@ -400,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", help="a JSONL file of labelled examples for a few-shot condition")
     p.add_argument("--name", type=_text, help="the name of a new task (default: --task or new_task)")
     p.add_argument(
+        "--language",
+        type=_text,
+        help="generate the task's adapter for this language code (a hypernetwork conditioned on languages; "
+        "any language it was trained on, with this task or others)",
+    )
+    p.add_argument(
         "--text-fields",
         type=_text,
         help="input fields of a new task, e.g. sentence1,sentence2 (default: sentence)",
@@ -445,6 +478,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--shots", type=_count, default=0, help="condition on K labelled training examples as well"
     )
     p.add_argument("--seed", type=_count, default=0, help="seed for drawing the --shots examples")
+    p.add_argument(
+        "--language",
+        type=_text,
+        help="generate the adapter for this language code (default: the task's own language)",
+    )
+    p.add_argument(
+        "--group",
+        type=_text,
+        help="score the task as an instance of this training task group (its name embedding and head), "
+        "e.g. sentiment in a language the group was never trained in",
+    )
     p.add_argument("--revision", type=_text, help="branch, tag or commit of a hypernetwork on the Hub")
     p.set_defaults(func=_cmd_eval)
 

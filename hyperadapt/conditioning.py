@@ -1,8 +1,10 @@
-"""What the generator is conditioned on: a task's name, its description, a few labelled examples.
+"""What the generator is conditioned on: a task's name, its description, a few labelled examples,
+its language.
 
 A `Condition` carries the parts that are available for one adapter. The `Conditioner` projects
 each part into the condition space and sums them, so any subset works: a seen task by name, an
-unseen task by its description, or either with k examples. A `ConditionBuilder` turns a task
+unseen task by its description, either with k examples, and any of them in a language (a task
+seen in some languages, generated for another language seen with other tasks). A `ConditionBuilder` turns a task
 (and optionally a new description or examples) into a `Condition`, encoding texts with the
 frozen sentence encoder.
 """
@@ -19,7 +21,7 @@ from torch import nn
 from .data import TaskSpec
 from .errors import HyperAdaptError
 
-CONDITION_PARTS = ("name", "description", "examples")
+CONDITION_PARTS = ("name", "description", "examples", "language")
 
 
 @dataclass
@@ -27,13 +29,14 @@ class Condition:
     """The inputs that one generated adapter is conditioned on.
 
     Args:
-        task: A task name the hypernetwork was trained on (it picks the task's own head, and its
-            name embedding when ``use_name``).
+        task: A task the hypernetwork was trained on, by its key (its group, or else its name): it
+            picks the task's own head, and its name embedding when ``use_name``.
         description: ``[text_dim]``, the encoded task description.
         examples: ``[text_dim]``, the mean of encoded ``"text -> label"`` examples.
         labels: ``[num_labels, text_dim]``, encoded label names and descriptions (label-semantic head).
         use_name: Whether the adapter is conditioned on the task's name embedding (False when the
             name part is dropped or the hypernetwork is not conditioned on names).
+        language: A language code the hypernetwork was trained on (its language embedding).
     """
 
     task: str | None = None
@@ -41,6 +44,7 @@ class Condition:
     examples: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     use_name: bool = True
+    language: str | None = None
 
     @property
     def uses_name(self) -> bool:
@@ -60,12 +64,14 @@ class Conditioner(nn.Module):
     the generator an unconditioned, shared multi-task adapter.
 
     Args:
-        parts: The parts this hypernetwork uses, a subset of ``name``, ``description``, ``examples``.
-        task_names: The task vocabulary (rows of the name embedding).
+        parts: The parts this hypernetwork uses, a subset of `CONDITION_PARTS`.
+        task_names: The task vocabulary (rows of the name embedding): task keys.
         embedding_dim: Size of a task-name embedding.
         text_dim: Size of the sentence encoder's embeddings.
         condition_dim: Size of the condition.
         dropout: Dropout inside the projections.
+        languages: The language vocabulary (rows of the language embedding).
+        language_dim: Size of a language embedding.
     """
 
     def __init__(
@@ -76,10 +82,13 @@ class Conditioner(nn.Module):
         text_dim: int,
         condition_dim: int,
         dropout: float = 0.0,
+        languages: list[str] | None = None,
+        language_dim: int = 32,
     ):
         super().__init__()
         self.parts = list(parts)
         self.task_index = {name: i for i, name in enumerate(task_names)}
+        self.language_index = {code: i for i, code in enumerate(languages or [])}
         if "name" in self.parts:
             self.task_embedding = nn.Embedding(max(len(task_names), 1), embedding_dim)
             nn.init.normal_(self.task_embedding.weight, std=1.0)
@@ -88,6 +97,10 @@ class Conditioner(nn.Module):
             self.description_projection = _projection(text_dim, condition_dim, dropout)
         if "examples" in self.parts:
             self.examples_projection = _projection(text_dim, condition_dim, dropout)
+        if "language" in self.parts:
+            self.language_embedding = nn.Embedding(max(len(self.language_index), 1), language_dim)
+            nn.init.normal_(self.language_embedding.weight, std=1.0)
+            self.language_projection = _projection(language_dim, condition_dim, dropout)
         self.constant = nn.Parameter(torch.zeros(condition_dim))
         self.norm = nn.LayerNorm(condition_dim)
 
@@ -100,19 +113,32 @@ class Conditioner(nn.Module):
             total = total + self.description_projection(condition.description.to(self.constant.device))
         if condition.examples is not None and "examples" in self.parts:
             total = total + self.examples_projection(condition.examples.to(self.constant.device))
+        if condition.language is not None and "language" in self.parts:
+            if condition.language not in self.language_index:
+                raise HyperAdaptError(unknown_language(condition.language, list(self.language_index)))
+            index = torch.tensor(self.language_index[condition.language], device=self.constant.device)
+            total = total + self.language_projection(self.language_embedding(index))
         return self.norm(total)
+
+
+def unknown_language(code: str, known: list[str]) -> str:
+    return (
+        f"unknown language {code!r}: this hypernetwork has embeddings for {', '.join(known)} only (the "
+        "languages of its training tasks); use one of them, or train with a task in that language"
+    )
 
 
 class ConditionBuilder:
     """Builds the `Condition` of a task for a given hypernetwork config.
 
     Args:
-        config: The hypernetwork's config (its ``conditioning``, ``head`` and ``text_encoder``).
-        task_names: Tasks the hypernetwork knows by name.
+        config: The hypernetwork's config (its ``conditioning``, ``head``, ``text_encoder`` and
+            languages).
+        task_names: Tasks the hypernetwork knows, by key (group or name).
         encoder: A `SentenceEncoder`; loaded from ``config.text_encoder`` when needed and not given.
 
     Example:
-        >>> builder = ConditionBuilder(hypernet.config, hypernet.task_names)  # doctest: +SKIP
+        >>> builder = ConditionBuilder(hypernet.config, hypernet.task_keys)  # doctest: +SKIP
         >>> condition = builder.build(spec, description="Is this tweet about sport?")
     """
 
@@ -120,6 +146,7 @@ class ConditionBuilder:
         self.parts = list(config.conditioning)
         self.label_semantic = config.head == "label_semantic"
         self.task_names = set(task_names)
+        self.languages = list(config.languages)
         self._encoder = encoder
         self._encoder_name = config.text_encoder
 
@@ -172,20 +199,33 @@ class ConditionBuilder:
         description: str | None = None,
         examples: list[dict[str, Any]] | None = None,
         use_name: bool = True,
+        language: str | None = None,
     ) -> Condition:
-        """The condition for ``spec``: by name if known, by description, and by examples if given.
+        """The condition for ``spec``: by name if known, by description, and by examples if given,
+        in ``language`` (default: the task's own) when the hypernetwork is conditioned on languages.
 
         Raises:
-            HyperAdaptError: when nothing the hypernetwork is conditioned on is available.
+            HyperAdaptError: when nothing the hypernetwork is conditioned on is available, or the
+                language is not one it was trained on.
         """
-        if self.label_semantic is False and spec.name not in self.task_names:
+        if self.label_semantic is False and spec.key not in self.task_names:
             raise HyperAdaptError(
-                f"task {spec.name!r} is new, but this hypernetwork has one head per training task; train it "
+                f"task {spec.key!r} is new, but this hypernetwork has one head per training task; train it "
                 "with hypernetwork.head: label_semantic to classify tasks it never saw"
             )
         condition = Condition(labels=self.labels(spec), use_name=use_name and "name" in self.parts)
-        if spec.name in self.task_names:
-            condition.task = spec.name  # its head; its name embedding only when use_name
+        if spec.key in self.task_names:
+            condition.task = spec.key  # its head; its name embedding only when use_name
+        if "language" in self.parts:
+            code = language or spec.language
+            if code not in self.languages:
+                raise HyperAdaptError(unknown_language(code, self.languages))
+            condition.language = code
+        elif language is not None:
+            raise HyperAdaptError(
+                f"this hypernetwork is not conditioned on languages (conditioning: {self.parts}); drop the "
+                "language, or train with 'language' in hypernetwork.conditioning"
+            )
         text = description if description is not None else spec.description
         if description is not None and not description.strip():
             raise HyperAdaptError("the task description is empty; write what the task is")
@@ -195,7 +235,9 @@ class ConditionBuilder:
             condition.description = self.encoder([text])[0]
         if "examples" in self.parts and examples:
             condition.examples = self.examples(spec, examples)
-        has_any = condition.uses_name or condition.description is not None or condition.examples is not None
+        has_any = condition.uses_name or any(
+            part is not None for part in (condition.description, condition.examples, condition.language)
+        )
         if self.parts and not has_any:
             raise HyperAdaptError(
                 f"task {spec.name!r}: this hypernetwork is conditioned on {self.parts}, and none is available; "
@@ -256,7 +298,9 @@ class TrainingConditions:
         if parts and not keep:
             keep = [parts[int(self.rng.integers(len(parts)))]]
         # The task always picks its own head; its name embedding only when the name part is kept.
-        condition = Condition(task=spec.name, labels=self.labels[index], use_name="name" in keep)
+        condition = Condition(task=spec.key, labels=self.labels[index], use_name="name" in keep)
+        if "language" in keep:
+            condition.language = spec.language
         if "description" in keep:
             vectors = self.description_vectors[index]
             condition.description = vectors[int(self.rng.integers(len(vectors)))]

@@ -69,8 +69,8 @@ class HyperNetConfig:
     chunk_embedding_dim: int = _help("Chunked generation: size of the learned chunk embedding.", 32)
     conditioning: list[str] = _help(
         "What adapters are conditioned on: any of 'name' (a learned embedding per task), 'description' "
-        "(the encoded task description), 'examples' (mean encoding of k labelled examples); [] trains one "
-        "shared, unconditioned adapter.",
+        "(the encoded task description), 'examples' (mean encoding of k labelled examples), 'language' (a "
+        "learned embedding per language code of the tasks); [] trains one shared, unconditioned adapter.",
         factory=lambda: ["name"],
     )
     head: str = _help(
@@ -88,6 +88,7 @@ class HyperNetConfig:
         "Training only: k of few-shot conditions is drawn from [low, high].", factory=lambda: [4, 16]
     )
     task_embedding_dim: int = _help("Size of the learned embedding of each task name.", 64)
+    language_embedding_dim: int = _help("Size of the learned embedding of each language code.", 32)
     condition_dim: int = _help("Size of the task condition after its projection network.", 64)
     layer_embedding_dim: int = _help("Size of the learned layer-id embedding.", 16)
     module_embedding_dim: int = _help("Size of the learned module-type embedding.", 16)
@@ -124,6 +125,7 @@ class HyperNetConfig:
         positive = (
             "lora_rank",
             "task_embedding_dim",
+            "language_embedding_dim",
             "condition_dim",
             "layer_embedding_dim",
             "module_embedding_dim",
@@ -207,6 +209,14 @@ class HyperNetConfig:
         names = [t["name"] for t in self.tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
+        self._check_groups()
+
+    def _check_groups(self) -> None:
+        from .data import TaskSpec, group_problem
+
+        problem = group_problem([TaskSpec.from_dict(t) for t in self.tasks])
+        if problem:
+            raise ValueError(problem)
 
     @property
     def uses_text_encoder(self) -> bool:
@@ -220,6 +230,16 @@ class HyperNetConfig:
     @property
     def task_names(self) -> list[str]:
         return [t["name"] for t in self.tasks]
+
+    @property
+    def task_keys(self) -> list[str]:
+        """Rows of the name embedding and the task heads: each task's group (or name), in task order."""
+        return list(dict.fromkeys(t.get("group") or t["name"] for t in self.tasks))
+
+    @property
+    def languages(self) -> list[str]:
+        """Rows of the language embedding: the training tasks' language codes, sorted."""
+        return sorted({t.get("language") or "en" for t in self.tasks})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

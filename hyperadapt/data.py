@@ -50,6 +50,10 @@ class TaskSpec:
         language: ISO 639-1 code of the inputs.
         label_range: ``[low, high]`` of a regression target.
         descriptions: More wordings of ``description``; training draws one per step.
+        group: The task this one is an instance of in its language (``sentiment`` for German
+            tweets' sentiment). Tasks of one group share the name embedding and the head, so a
+            hypernetwork conditioned on languages can generate the group's adapter for a language it
+            never saw the group in. Default: the task's own name.
     """
 
     name: str
@@ -62,6 +66,7 @@ class TaskSpec:
     language: str = "en"
     label_range: list[float] | None = None
     descriptions: list[str] = field(default_factory=list)
+    group: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -117,9 +122,14 @@ class TaskSpec:
             raise ValueError(
                 f"{where}: label_descriptions must map label names to texts, got {self.label_descriptions!r}"
             )
-        for name in ("description", "language"):
+        for name in ("description", "language", "group"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{where}: {name} must be a text, got {getattr(self, name)!r}")
+        if self.group and not _TASK_NAME.fullmatch(self.group):
+            raise ValueError(
+                f"{where}: group {self.group!r} may only hold letters, digits, '_', '-' and '.' and must start "
+                "with a letter or digit"
+            )
         if not isinstance(self.descriptions, list) or not all(
             isinstance(d, str) and d.strip() for d in self.descriptions
         ):
@@ -132,6 +142,11 @@ class TaskSpec:
             and low_high[0] < low_high[1]
         ):
             raise ValueError(f"{where}: label_range must be [low, high] with low < high, got {low_high!r}")
+
+    @property
+    def key(self) -> str:
+        """What the task's name embedding and head are keyed by: its group, or else its name."""
+        return self.group or self.name
 
     @property
     def is_classification(self) -> bool:
@@ -194,6 +209,28 @@ class Task:
         majority = max(counts, key=counts.get)
         examples = self.splits[split][:max_examples] if max_examples else self.splits[split]
         return sum(ex["label"] == majority for ex in examples) / len(examples)
+
+
+def group_problem(specs: list[TaskSpec]) -> str | None:
+    """What is wrong with the tasks' groups, if anything: tasks of a group share one head, so they
+    need the same type and labels, and a group may not be the name of another task."""
+    names = {spec.name for spec in specs}
+    first: dict[str, TaskSpec] = {}
+    for spec in specs:
+        if not spec.group:
+            continue
+        if spec.group in names and spec.group != spec.name:
+            return (
+                f"task {spec.name!r} has group {spec.group!r}, which is the name of another task; rename one"
+            )
+        seen = first.setdefault(spec.group, spec)
+        if (seen.task_type, seen.labels) != (spec.task_type, spec.labels):
+            return (
+                f"tasks {seen.name!r} and {spec.name!r} are both in group {spec.group!r} but differ in task type "
+                f"or labels ({seen.task_type} {seen.labels} against {spec.task_type} {spec.labels}); tasks of a "
+                "group share one head, so give them the same labels (in the same order) or different groups"
+            )
+    return None
 
 
 def normalise_examples(spec: TaskSpec, rows: list[dict[str, Any]], split: str, source: str) -> list[dict]:
@@ -401,6 +438,7 @@ def load_task_folder(
         "language": meta.get("language", "en"),
         "label_range": meta.get("label_range"),
         "descriptions": meta.get("descriptions", []),
+        "group": meta.get("group", ""),
     }
     try:
         spec = TaskSpec(**spec_fields)

@@ -210,6 +210,8 @@ def _generated_from(condition: Condition | str) -> str:
         parts.append("the task description above")
     if condition.examples is not None:
         parts.append("labelled examples of the task")
+    if condition.language is not None:
+        parts.append(f"the language `{condition.language}`")
     if condition.labels is not None:
         parts.append("the label names and descriptions (label-semantic head)")
     return ", ".join(parts) or "no condition (a shared adapter)"

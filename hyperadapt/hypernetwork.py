@@ -11,6 +11,7 @@ not depend on the widths either.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -259,20 +260,26 @@ class HyperNetwork(
         self.config = config
         self.task_specs = [TaskSpec.from_dict(t) for t in config.tasks]
         self.task_index = {spec.name: i for i, spec in enumerate(self.task_specs)}
+        # A group's first task stands for the group (tasks of a group share type and labels).
+        self.key_index = {}
+        for i, spec in enumerate(self.task_specs):
+            self.key_index.setdefault(spec.key, i)
         self.conditioner = Conditioner(
             config.conditioning,
-            self.task_names,
+            config.task_keys,
             config.task_embedding_dim,
             config.text_dim,
             config.condition_dim,
             config.dropout,
+            config.languages,
+            config.language_embedding_dim,
         )
         # adapter "none" trains the head alone on the frozen base: the no-adapter baseline.
         self.generator = ComponentGenerator(config) if config.adapter != "none" else None
         if config.head == "label_semantic":
             self.head = LabelSemanticHead(config.head_shapes, config.text_dim)
         else:
-            self.head = TaskHeads(config.head_shapes, {s.name: s.num_outputs for s in self.task_specs})
+            self.head = TaskHeads(config.head_shapes, {s.key: s.num_outputs for s in self.task_specs})
 
     @property
     def task_names(self) -> list[str]:
@@ -311,29 +318,61 @@ class HyperNetwork(
         )
         return cls(filled)
 
-    def spec(self, task: str) -> TaskSpec:
-        if task not in self.task_index:
-            import difflib
+    @property
+    def task_keys(self) -> list[str]:
+        """What conditions name tasks by: each task's group, or else its name."""
+        return list(self.key_index)
 
-            close = difflib.get_close_matches(task, self.task_index, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise HyperAdaptError(
-                f"unknown task {task!r}; this hypernetwork knows {sorted(self.task_index)}.{hint}"
-            )
-        return self.task_specs[self.task_index[task]]
+    def knows(self, task: str) -> bool:
+        """Whether ``task`` names a training task or a group of them."""
+        return task in self.task_index or task in self.key_index
+
+    def spec_in(self, task: str, language: str | None = None) -> TaskSpec:
+        """The spec of a training task or group in ``language``: the training task of that group and
+        language if there is one, else the group's spec renamed ``{group}_{language}``."""
+        spec = self.spec(task)
+        if language is None or language == spec.language:
+            return spec
+        for other in self.task_specs:
+            if other.key == spec.key and other.language == language:
+                return other
+        return dataclasses.replace(
+            spec, name=f"{spec.key}_{language}", language=language, group=spec.key, descriptions=[]
+        )
+
+    def spec(self, task: str) -> TaskSpec:
+        """A training task's spec, by its name or its group (a group's first task)."""
+        if task in self.task_index:
+            return self.task_specs[self.task_index[task]]
+        if task in self.key_index:
+            return self.task_specs[self.key_index[task]]
+        import difflib
+
+        known = sorted(set(self.task_index) | set(self.key_index))
+        close = difflib.get_close_matches(task, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise HyperAdaptError(f"unknown task {task!r}; this hypernetwork knows {known}.{hint}")
 
     def _as_condition(self, condition: Condition | str) -> Condition:
         if isinstance(condition, Condition):
             if condition.task is not None:
                 self.spec(condition.task)
             return condition
-        self.spec(condition)
+        spec = self.spec(condition)
         if self.config.uses_text_encoder:
             raise HyperAdaptError(
                 f"this hypernetwork is conditioned on {self.config.conditioning} with a {self.config.head} head; "
                 "build the condition with ConditionBuilder (or use Runtime.condition) instead of a task name"
             )
-        return Condition(task=condition)
+        language = None
+        if "language" in self.config.conditioning:
+            if condition not in self.task_index:
+                raise HyperAdaptError(
+                    f"{condition!r} is a group of tasks in several languages; name one of its tasks, or build "
+                    "the condition with a language (ConditionBuilder.build(spec, language=...))"
+                )
+            language = spec.language
+        return Condition(task=spec.key, language=language)
 
     def forward(
         self, condition: Condition | str

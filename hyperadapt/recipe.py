@@ -28,7 +28,7 @@ from typing import Any, Union
 import yaml
 
 from .config import HyperNetConfig
-from .data import Task, TaskSpec, load_dataset_task, load_task_folder
+from .data import Task, TaskSpec, group_problem, load_dataset_task, load_task_folder
 from .errors import HyperAdaptError
 
 # The transformers schedulers that need nothing beyond warmup and total steps (the others need a
@@ -149,7 +149,8 @@ class TaskEntry:
     (a ``datasets.load_dataset`` path such as ``csv``, ``json`` or a Hub id) is given. For a
     ``dataset`` the spec fields (``task_type``, ``text_fields``, ``labels``, ...) are given here;
     for the others they may override the task's own. ``descriptions`` adds more wordings of
-    the task's description; training draws one per step.
+    the task's description; training draws one per step. ``group`` names the task this one is in
+    its language (tasks of one group share their name embedding and head).
     """
 
     builtin: str | None = None
@@ -171,6 +172,7 @@ class TaskEntry:
     description: str | None = None
     language: str | None = None
     descriptions: list[str] | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
         given = [s for s in TASK_SOURCES if getattr(self, s)]
@@ -222,6 +224,7 @@ class TaskEntry:
             "description",
             "language",
             "descriptions",
+            "group",
         )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
@@ -361,7 +364,11 @@ class Recipe:
         return data
 
     def load_tasks(self) -> list[Task]:
-        return self._load(self.tasks)
+        tasks = self._load(self.tasks)
+        problem = group_problem([t.spec for t in tasks])
+        if problem:
+            raise HyperAdaptError(f"recipe: {problem}")
+        return tasks
 
     def load_held_out(self) -> list[Task]:
         """The tasks scored zero-shot (never trained on), from the recipe's ``held_out`` list."""

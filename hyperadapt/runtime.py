@@ -82,13 +82,17 @@ class Runtime:
         self.base_model = base
         self.adapted: nn.Module = AdaptedModel(base, hypernet.config)
         self.tokenizer = load_tokenizer(name, revision=hypernet.config.base_model_revision)
-        self.conditions = ConditionBuilder(hypernet.config, hypernet.task_names)
+        self.conditions = ConditionBuilder(hypernet.config, hypernet.task_keys)
 
     def condition(
-        self, spec: TaskSpec, description: str | None = None, examples: list[dict] | None = None
+        self,
+        spec: TaskSpec,
+        description: str | None = None,
+        examples: list[dict] | None = None,
+        language: str | None = None,
     ) -> Condition:
-        """The condition for a task, seen or new (see `ConditionBuilder.build`)."""
-        return self.conditions.build(spec, description=description, examples=examples)
+        """The condition for a task, seen or new, in a language (see `ConditionBuilder.build`)."""
+        return self.conditions.build(spec, description=description, examples=examples, language=language)
 
 
 def parse_labels(text: str) -> tuple[list[str], dict[str, str]]:

@@ -47,6 +47,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .conditioning import ConditionBuilder, TrainingConditions
+from .data import group_problem
 from .errors import HyperAdaptError
 from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
 from .files import RunLock, atomic_dir
@@ -207,6 +208,9 @@ def _train(
         raise HyperAdaptError("training.mixed_precision 'fp16' needs a GPU; on CPU use 'bf16' or 'no'")
     tasks = recipe.load_tasks()
     held_out = recipe.load_held_out()
+    problem = group_problem([t.spec for t in [*tasks, *held_out]])
+    if problem:  # a held-out task of a training group is scored with the group's head
+        raise HyperAdaptError(f"recipe held_out: {problem}")
     data_digest = _data_digest(tasks)
     if saved is not None:
         check_same_data(checkpoint, saved, data_digest, [len(t.splits["train"]) for t in tasks])
@@ -303,8 +307,8 @@ def _train(
         for task in tasks:
             if not task.spec.is_classification:
                 targets = [float(ex["label"]) for ex in task.splits["train"]]
-                hypernet.head.start_regression_at(task.name, sum(targets) / len(targets))
-    builder = ConditionBuilder(hypernet.config, hypernet.task_names, encoder)
+                hypernet.head.start_regression_at(task.spec.key, sum(targets) / len(targets))
+    builder = ConditionBuilder(hypernet.config, hypernet.task_keys, encoder)
     conditions = TrainingConditions(
         builder,
         [t.spec for t in tasks],
