@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -156,6 +157,21 @@ def load_sequence_classifier(
     weights at call time.
     """
     from transformers import AutoModelForSequenceClassification
+
+    return _load_frozen(AutoModelForSequenceClassification, name_or_path, num_labels, revision, dtype)
+
+
+def load_token_classifier(
+    name_or_path: str, num_labels: int = 1, revision: str | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """Load ``AutoModelForTokenClassification`` with every weight frozen (what token-classification
+    adapters are exported for)."""
+    from transformers import AutoModelForTokenClassification
+
+    return _load_frozen(AutoModelForTokenClassification, name_or_path, num_labels, revision, dtype)
+
+
+def _load_frozen(auto_class, name_or_path: str, num_labels: int, revision: str | None, dtype) -> nn.Module:
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -169,7 +185,7 @@ def load_sequence_classifier(
             "safetensors only, since pickles can run code. Re-save it with save_pretrained where you trust it."
         )
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model = auto_class.from_pretrained(
             location, num_labels=num_labels, revision=revision, dtype=dtype, use_safetensors=True
         )
     except (OSError, ValueError) as err:
@@ -185,8 +201,40 @@ def load_sequence_classifier(
     return model
 
 
+def token_view(model: nn.Module) -> nn.Module:
+    """A ``*ForTokenClassification`` model that shares ``model``'s backbone (the very modules, so
+    adapters injected into one are in the other) and has its own, placeholder token head.
+
+    Raises:
+        HyperAdaptError: when transformers has no token-classification class for the architecture.
+    """
+    from transformers import AutoModelForTokenClassification
+
+    config = copy.deepcopy(model.config)
+    try:
+        with torch.device("meta"):  # nothing is allocated for the backbone that gets replaced
+            view = AutoModelForTokenClassification.from_config(config)
+    except ValueError:
+        raise HyperAdaptError(
+            f"transformers has no token-classification model for {type(model).__name__}; token "
+            "classification tasks need a base model that has one"
+        ) from None
+    prefix = model.base_model_prefix
+    setattr(view, prefix, getattr(model, prefix))
+    head = head_module_name(view)
+    view.get_submodule(head).to_empty(device=next(model.parameters()).device)
+    if any(p.is_meta for p in view.parameters()):
+        raise HyperAdaptError(
+            f"the token-classification head of {type(model).__name__} has parts outside {head!r}; this "
+            "architecture is not supported for token classification yet"
+        )
+    view.eval()
+    view.requires_grad_(False)
+    return view
+
+
 def head_module_name(model: nn.Module) -> str:
-    """The name of the task head a ``*ForSequenceClassification`` model puts on top."""
+    """The name of the task head a ``*ForSequenceClassification`` (or token) model puts on top."""
     for name in ("classifier", "score", "classification_head", "logits_proj"):
         if isinstance(getattr(model, name, None), nn.Module):
             return name

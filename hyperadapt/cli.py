@@ -278,7 +278,7 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     from peft import PeftModel
     from safetensors import SafetensorError
 
-    from .base_model import check_inputs_fit, load_sequence_classifier, load_tokenizer
+    from .base_model import check_inputs_fit, load_sequence_classifier, load_token_classifier, load_tokenizer
     from .bottleneck import BOTTLENECK_CONFIG, from_pretrained
     from .evaluation import evaluate_logits_fn
     from .export import ADAPTER_CONFIG, TASK_FILE
@@ -313,7 +313,8 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
                 f"{path / TASK_FILE}: its task is damaged ({err}); write the folder again"
             ) from None
         task = _as(task, generated_for)
-    base = load_sequence_classifier(base_name, num_labels=task.spec.num_outputs)
+    loader = load_token_classifier if task.spec.is_token_level else load_sequence_classifier
+    base = loader(base_name, num_labels=task.spec.num_outputs)
     try:
         model = (
             from_pretrained(base, path) if bottleneck else PeftModel.from_pretrained(base, str(path)).eval()

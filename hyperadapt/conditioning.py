@@ -176,6 +176,10 @@ class ConditionBuilder:
         texts = []
         for ex in examples:
             value = ex["label"]
+            if spec.is_token_level:  # "Ada -> B-PER, Lovelace -> I-PER, ..."
+                words, tags = ex[spec.text_fields[0]], [spec.labels[int(t)] for t in value]
+                texts.append(", ".join(f"{w} -> {t}" for w, t in zip(words, tags, strict=True)))
+                continue
             if not spec.is_classification:
                 label = f"{float(value):.2f}"
             elif isinstance(value, str) and value in spec.labels:

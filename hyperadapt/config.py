@@ -118,6 +118,12 @@ class HyperNetConfig:
         "Shapes of the base model's classifier-head parameters, with the label dimension as -1.", factory=dict
     )
     head_name: str = _help("Attribute name of the base model's classifier head.", "classifier")
+    token_head_shapes: dict[str, list[int]] = _help(
+        "Token classification: shapes of the token-classification model's head parameters (label "
+        "dimension -1); empty without token-level tasks.",
+        factory=dict,
+    )
+    token_head_name: str = _help("Token classification: attribute name of the token head.", "")
     model_type: str = _help("config.model_type of the base model, to catch a mismatched base.", "")
     hidden_size: int = _help("hidden_size of the base model, to catch a mismatched base.", 0)
 
@@ -211,6 +217,23 @@ class HyperNetConfig:
             raise ValueError(f"task names must be unique, got {names}")
         self._check_groups()
 
+    @property
+    def has_token_tasks(self) -> bool:
+        return any(t.get("task_type") == "token_classification" for t in self.tasks)
+
+    def token_task_problem(self) -> str | None:
+        """Why this config cannot train its token-classification tasks, if it cannot."""
+        if not self.has_token_tasks:
+            return None
+        if self.head == "label_semantic":
+            return (
+                "token_classification tasks take a head per task; set hypernetwork.head: task (the "
+                "label-semantic head scores whole sequences only)"
+            )
+        if self.adapter == "bottleneck":
+            return "token_classification tasks need adapter lora, ia3 or none (bottleneck adapters are not supported)"
+        return None
+
     def _check_groups(self) -> None:
         from .data import TaskSpec, group_problem
 
@@ -283,6 +306,8 @@ class HyperNetConfig:
             "feedforward_kinds",
             "head_shapes",
             "head_name",
+            "token_head_shapes",
+            "token_head_name",
             "model_type",
             "hidden_size",
         }

@@ -27,6 +27,7 @@ TASK_TYPES = (
     "sequence_classification",
     "sentence_pair_classification",
     "regression",
+    "token_classification",
 )
 SPLITS = ("train", "validation", "test")
 # Task names become embedding keys and adapter folder names: no path separators, spaces or a
@@ -41,10 +42,13 @@ class TaskSpec:
     Args:
         name: Unique task name, used as the key of its embedding and head.
         task_type: One of ``sequence_classification``, ``sentence_pair_classification``,
-            ``regression``.
-        text_fields: Input fields of an example: one for single-sentence tasks, two for pairs.
-        label_field: The field holding the label (an integer index, a label name, or a float).
-        labels: Ordered label names; label ``i`` means ``labels[i]``. Empty for regression.
+            ``regression``, ``token_classification``.
+        text_fields: Input fields of an example: one for single-sentence tasks, two for pairs; for
+            token classification one field holding the list of words.
+        label_field: The field holding the label (an integer index, a label name, or a float; for
+            token classification a list of tags, one per word).
+        labels: Ordered label names; label ``i`` means ``labels[i]``. Empty for regression; the tag
+            inventory (BIO tags such as ``B-PER``) for token classification.
         label_descriptions: A plain-language gloss per label name.
         description: A plain-language statement of the task.
         language: ISO 639-1 code of the inputs.
@@ -77,7 +81,7 @@ class TaskSpec:
                 f"task {self.name!r}: task_type={self.task_type!r} is not supported; "
                 f"use one of {', '.join(TASK_TYPES)}"
             )
-        want = 2 if self.task_type == "sentence_pair_classification" else None
+        want = {"sentence_pair_classification": 2, "token_classification": 1}.get(self.task_type)
         if not self.text_fields or (want and len(self.text_fields) != want):
             raise ValueError(
                 f"task {self.name!r}: text_fields={self.text_fields!r}; "
@@ -153,6 +157,11 @@ class TaskSpec:
         return self.task_type != "regression"
 
     @property
+    def is_token_level(self) -> bool:
+        """Whether every word gets a label (token classification)."""
+        return self.task_type == "token_classification"
+
+    @property
     def num_outputs(self) -> int:
         """Width of the task's head: the number of labels, or 1 for regression."""
         return len(self.labels) if self.is_classification else 1
@@ -161,6 +170,8 @@ class TaskSpec:
     def metric_names(self) -> list[str]:
         if self.task_type == "regression":
             return ["pearson", "spearman"]
+        if self.is_token_level:  # entity-level, as seqeval scores BIO tags
+            return ["f1", "precision", "recall", "token_accuracy"]
         return ["accuracy", "macro_f1", "matthews_correlation"]
 
     @property
@@ -201,7 +212,7 @@ class Task:
         Args:
             max_examples: Score the same first examples that an evaluation capped this way scores.
         """
-        if not self.spec.is_classification or not self.splits.get(split):
+        if not self.spec.is_classification or self.spec.is_token_level or not self.splits.get(split):
             return None
         counts: dict[int, int] = {}
         for ex in self.splits["train"]:
@@ -255,6 +266,9 @@ def normalise_examples(spec: TaskSpec, rows: list[dict[str, Any]], split: str, s
                     f"columns are {sorted(row)}. Fix text_fields or the column mapping."
                 )
             value = row[name]
+            if spec.is_token_level:
+                example[name] = _words(spec, value, f"{source}, {split} row {i}", name)
+                continue
             if not isinstance(value, str):
                 raise HyperAdaptError(
                     f"task {spec.name!r} ({source}, {split} row {i}): column {name!r} holds "
@@ -271,9 +285,34 @@ def normalise_examples(spec: TaskSpec, rows: list[dict[str, Any]], split: str, s
                 f"task {spec.name!r} ({source}, {split} row {i}): missing label column "
                 f"{spec.label_field!r}; columns are {sorted(row)}. Fix label_field or the column mapping."
             )
-        example["label"] = _normalise_label(spec, row[spec.label_field], f"{source}, {split} row {i}")
+        where = f"{source}, {split} row {i}"
+        if spec.is_token_level:
+            tags = row[spec.label_field]
+            words = example[spec.text_fields[0]]
+            if not isinstance(tags, list) or len(tags) != len(words):
+                raise HyperAdaptError(
+                    f"task {spec.name!r} ({where}): {spec.label_field!r} must be a list of one tag per word "
+                    f"({len(words)} words), got {_short(tags)}"
+                )
+            example["label"] = [_normalise_label(spec, tag, where) for tag in tags]
+        else:
+            example["label"] = _normalise_label(spec, row[spec.label_field], where)
         out.append(example)
     return out
+
+
+def _words(spec: TaskSpec, value: Any, where: str, name: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(w, str) and w.strip() for w in value):
+        raise HyperAdaptError(
+            f"task {spec.name!r} ({where}): column {name!r} must be a non-empty list of words (texts), got "
+            f"{_short(value)}"
+        )
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _normalise_label(spec: TaskSpec, value: Any, where: str) -> int | float:
@@ -350,6 +389,8 @@ def stable_fraction(text: str, seed: int = 0) -> float:
 
 def example_key(spec: TaskSpec, example: dict[str, Any]) -> str:
     """The identity of an example's input, after whitespace normalisation."""
+    if spec.is_token_level:
+        return " ".join(example[spec.text_fields[0]])
     return "\x1f".join(" ".join(example[name].split()) for name in spec.text_fields)
 
 
@@ -547,7 +588,7 @@ def align_task(task: Task, spec: TaskSpec) -> Task:
             number of inputs).
     """
     ours = task.spec
-    if ours.is_classification != spec.is_classification:
+    if ours.is_classification != spec.is_classification or ours.is_token_level != spec.is_token_level:
         raise HyperAdaptError(
             f"task {ours.name!r}: the data is {ours.task_type} but the model's task {spec.name!r} is {spec.task_type}"
         )
@@ -569,8 +610,16 @@ def align_task(task: Task, spec: TaskSpec) -> Task:
         splits[split] = [
             {
                 **{fields_map[f]: ex[f] for f in ours.text_fields},
-                "label": index_map[ex["label"]] if index_map else ex["label"],
+                "label": _remap(ex["label"], index_map),
             }
             for ex in examples
         ]
     return Task(spec, splits)
+
+
+def _remap(label: Any, index_map: dict[int, int] | None) -> Any:
+    if index_map is None:
+        return label
+    if isinstance(label, list):  # token classification: one tag per word
+        return [index_map[tag] for tag in label]
+    return index_map[label]

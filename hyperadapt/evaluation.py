@@ -9,24 +9,74 @@ import torch
 from torch import nn
 
 from .data import Task, TaskSpec
+from .errors import HyperAdaptError
 from .metrics import compute_metrics
+
+IGNORE = -100
+"""Label of the sub-word tokens that are not scored: special tokens and all but a word's first piece."""
+
+
+def _tokenize(tokenizer, spec: TaskSpec, examples: list[dict[str, Any]], max_length: int):
+    if spec.is_token_level:
+        if not getattr(tokenizer, "is_fast", False):
+            raise HyperAdaptError(
+                "token classification needs a fast tokenizer (to map sub-words to words); this base "
+                "model's tokenizer is a slow one"
+            )
+        words = [ex[spec.text_fields[0]] for ex in examples]
+        return tokenizer(
+            words,
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+    texts = [[ex[name] for ex in examples] for name in spec.text_fields]
+    return tokenizer(*texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
 
 
 def encode(
     tokenizer, spec: TaskSpec, examples: list[dict[str, Any]], max_length: int
 ) -> dict[str, torch.Tensor]:
-    """Tokenise a batch of one task's examples (one text or a pair), padded to the longest."""
-    texts = [[ex[name] for ex in examples] for name in spec.text_fields]
-    return dict(tokenizer(*texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
+    """Tokenise a batch of one task's examples (one text, a pair, or a list of words), padded to the longest."""
+    return dict(_tokenize(tokenizer, spec, examples, max_length))
+
+
+def encode_batch(
+    tokenizer, spec: TaskSpec, examples: list[dict[str, Any]], max_length: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The model inputs and the labels of a batch.
+
+    For token classification each word's tag goes to its first sub-word token; the other pieces,
+    the special tokens, padding and words cut off by ``max_length`` get `IGNORE`.
+    """
+    encoding = _tokenize(tokenizer, spec, examples, max_length)
+    if not spec.is_token_level:
+        return dict(encoding), labels_tensor(spec, examples)
+    labels = torch.full(encoding["input_ids"].shape, IGNORE, dtype=torch.long)
+    for row, ex in enumerate(examples):
+        previous = None
+        for position, word in enumerate(encoding.word_ids(row)):
+            if word is not None and word != previous:
+                labels[row, position] = ex["label"][word]
+            previous = word
+    return dict(encoding), labels
 
 
 def labels_tensor(spec: TaskSpec, examples: list[dict[str, Any]]) -> torch.Tensor:
+    if spec.is_token_level:
+        raise HyperAdaptError("token labels depend on the tokenisation; use encode_batch")
     if spec.is_classification:
         return torch.tensor([ex["label"] for ex in examples], dtype=torch.long)
     return torch.tensor([ex["label"] for ex in examples], dtype=torch.float)
 
 
 def task_loss(spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if spec.is_token_level:
+        return nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE
+        )
     if spec.is_classification:
         return nn.functional.cross_entropy(logits.float(), labels)
     return nn.functional.mse_loss(logits.float().squeeze(-1), labels)
@@ -61,17 +111,24 @@ def evaluate_logits_fn(
     """
     examples = task.splits.get(split) or []
     if not examples:
-        from .errors import HyperAdaptError
-
         raise HyperAdaptError(f"task {task.name!r} has no {split!r} examples; splits: {sorted(task.splits)}")
     if max_examples:
         examples = examples[:max_examples]
     preds, refs = [], []
     for chunk in batches(examples, batch_size):
-        inputs = {k: v.to(device) for k, v in encode(tokenizer, task.spec, chunk, max_length).items()}
-        preds.extend(predictions(task.spec, logits_fn(inputs)))
-        refs.extend(ex["label"] for ex in chunk)
-    metrics = compute_metrics(task.spec.task_type, preds, refs)
+        encoded, labels = encode_batch(tokenizer, task.spec, chunk, max_length)
+        inputs = {k: v.to(device) for k, v in encoded.items()}
+        logits = logits_fn(inputs)
+        if task.spec.is_token_level:  # the tags of the words that fit in max_length
+            guesses = logits.argmax(-1).cpu()
+            for row in range(len(chunk)):
+                scored = labels[row] != IGNORE
+                preds.append(guesses[row][scored].tolist())
+                refs.append(labels[row][scored].tolist())
+        else:
+            preds.extend(predictions(task.spec, logits))
+            refs.extend(ex["label"] for ex in chunk)
+    metrics = compute_metrics(task.spec.task_type, preds, refs, task.spec.labels)
     metrics["n"] = len(refs)
     return metrics
 
@@ -89,6 +146,9 @@ def evaluate_hypernetwork(
     hypernet.eval()
     try:
         adapters, head = hypernet(condition if condition is not None else task.name)
-        return evaluate_logits_fn(lambda inputs: adapted(adapters, head, **inputs), tokenizer, task, **kwargs)
+        per_token = task.spec.is_token_level
+        return evaluate_logits_fn(
+            lambda inputs: adapted(adapters, head, per_token=per_token, **inputs), tokenizer, task, **kwargs
+        )
     finally:
         hypernet.train(was_training)

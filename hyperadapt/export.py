@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .base_model import hub_id_of, load_sequence_classifier
+from .base_model import hub_id_of, load_sequence_classifier, load_token_classifier
 from .bottleneck import BOTTLENECK_CONFIG
 from .conditioning import Condition
 from .data import TaskSpec
@@ -109,7 +109,8 @@ def export_adapter(
 
     Returns:
         The folder, which loads with ``PeftModel.from_pretrained(AutoModelForSequenceClassification
-        .from_pretrained(base, num_labels=k), folder)`` (LoRA, (IA)^3), or with
+        .from_pretrained(base, num_labels=k), folder)`` (LoRA, (IA)^3; ``AutoModelForTokenClassification``
+        for token classification), or with
         ``hyperadapt.from_pretrained(base, folder)`` (bottleneck adapters).
     """
     from peft import get_peft_model
@@ -127,9 +128,8 @@ def export_adapter(
     finally:
         hypernet.train(was_training)
 
-    base = load_sequence_classifier(
-        cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision
-    )
+    loader = load_token_classifier if spec.is_token_level else load_sequence_classifier
+    base = loader(cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision)
     check_base_matches(cfg, base, cfg.base_model)
     task_info = {
         "task": spec.to_dict(),
@@ -144,11 +144,13 @@ def export_adapter(
         _write_bottleneck(out, base, cfg, spec, adapters, head, task_info, card)
         logger.debug("wrote the %s adapter to %s", spec.name, out)
         return out
-    # peft's SEQ_CLS task type already saves "classifier" and "score" heads; name others.
-    extra = {} if cfg.head_name in ("classifier", "score") else {"modules_to_save": [cfg.head_name]}
-    peft_model = get_peft_model(base, lora_config(cfg, task_type="SEQ_CLS", **extra))
+    head_name = cfg.token_head_name if spec.is_token_level else cfg.head_name
+    # peft's SEQ_CLS and TOKEN_CLS task types already save "classifier" and "score" heads; name others.
+    extra = {} if head_name in ("classifier", "score") else {"modules_to_save": [head_name]}
+    task_type = "TOKEN_CLS" if spec.is_token_level else "SEQ_CLS"
+    peft_model = get_peft_model(base, lora_config(cfg, task_type=task_type, **extra))
     _fill_slots(peft_model, cfg, adapters)
-    wrapper = peft_model.base_model.model.get_submodule(cfg.head_name)
+    wrapper = peft_model.base_model.model.get_submodule(head_name)
     wrapper.modules_to_save[ADAPTER_NAME].load_state_dict(head, strict=True)
     peft_model.peft_config[ADAPTER_NAME].base_model_name_or_path = hub_id_of(cfg.base_model)
 
@@ -234,9 +236,11 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
             spec.task_type,
         ],
         language=[spec.language],
-        pipeline_tag="text-classification",
+        pipeline_tag="token-classification" if spec.is_token_level else "text-classification",
     )
     example = '"a sentence"' if len(spec.text_fields) == 1 else '"first text", "second text"'
+    if spec.is_token_level:
+        example = '["Ada", "Lovelace", "lived", "in", "London"], is_split_into_words=True'
     return ModelCard.from_template(
         data,
         template_str=_template("bottleneck_card.md" if bottleneck else "adapter_card.md"),
@@ -258,4 +262,7 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
         activation=cfg.bottleneck_activation,
         metrics={k: round(v, 4) for k, v in (metrics or {}).items() if isinstance(v, float)},
         example_call=example,
+        auto_class="AutoModelForTokenClassification"
+        if spec.is_token_level
+        else "AutoModelForSequenceClassification",
     )

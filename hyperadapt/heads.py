@@ -42,16 +42,25 @@ class TaskHeads(nn.Module):
     Args:
         head_shapes: Parameter shapes of the base model's classifier, label dimension as -1.
         num_outputs: For each task name, its number of labels (1 for regression).
+        token_head_shapes: The same for the token-classification head.
+        token_tasks: The tasks that are token classification (they get token heads).
     """
 
-    def __init__(self, head_shapes: dict[str, list[int]], num_outputs: dict[str, int]):
+    def __init__(
+        self,
+        head_shapes: dict[str, list[int]],
+        num_outputs: dict[str, int],
+        token_head_shapes: dict[str, list[int]] | None = None,
+        token_tasks: list[str] = (),
+    ):
         super().__init__()
         self.heads = nn.ModuleDict()
         # The bias of the output layer (the parameter that is all label dimension).
         self.output_bias = next((name for name, shape in head_shapes.items() if list(shape) == [-1]), None)
         for task, width in num_outputs.items():
             head = nn.ParameterDict()
-            for name, shape in head_shapes.items():
+            shapes = token_head_shapes if task in token_tasks else head_shapes
+            for name, shape in shapes.items():
                 head[_key(name)] = _init([width if d == -1 else d for d in shape])
             self.heads[_key(task)] = head
 

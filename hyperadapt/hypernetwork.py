@@ -279,7 +279,12 @@ class HyperNetwork(
         if config.head == "label_semantic":
             self.head = LabelSemanticHead(config.head_shapes, config.text_dim)
         else:
-            self.head = TaskHeads(config.head_shapes, {s.key: s.num_outputs for s in self.task_specs})
+            self.head = TaskHeads(
+                config.head_shapes,
+                {s.key: s.num_outputs for s in self.task_specs},
+                config.token_head_shapes,
+                [s.key for s in self.task_specs if s.is_token_level],
+            )
 
     @property
     def task_names(self) -> list[str]:
@@ -311,6 +316,7 @@ class HyperNetwork(
                     config.adapter,
                     config.feedforward_modules,
                     config.bottleneck_placement,
+                    token_heads=any(t.is_token_level for t in tasks),
                 ),
                 "tasks": [t.to_dict() for t in tasks],
                 "text_dim": int(text_dim or 0),

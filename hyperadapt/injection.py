@@ -24,6 +24,7 @@ from .base_model import (
     layer_index,
     linear_module_names,
     module_kind,
+    token_view,
 )
 from .config import HyperNetConfig
 from .errors import HyperAdaptError
@@ -65,6 +66,7 @@ def describe_base_model(
     adapter: str = "lora",
     feedforward_modules: list[str] | None = None,
     placement: str = "houlsby",
+    token_heads: bool = False,
 ) -> dict[str, Any]:
     """What the hypernetwork needs to know of a base model: adapted modules, their shapes, the head.
 
@@ -74,6 +76,7 @@ def describe_base_model(
         adapter: The adapter kind (its default targets differ).
         feedforward_modules: (IA)^3: modules whose input is scaled; None takes peft's table.
         placement: Bottleneck adapters: ``houlsby`` or ``pfeiffer`` (when no targets are given).
+        token_heads: Also describe the head of the architecture's token-classification model.
 
     Raises:
         HyperAdaptError: when a target matches nothing, or a matched module is not a linear layer
@@ -102,21 +105,8 @@ def describe_base_model(
             f"feedforward_modules {unknown} are not among the target modules {targets}; add them to "
             "target_modules or drop them from feedforward_modules"
         )
-    head_name = head_module_name(model)
-    head = model.get_submodule(head_name)
-    placeholder = model.config.num_labels
-    head_shapes = {}
-    for name, param in head.named_parameters():
-        shape = list(param.shape)
-        # The label dimension of the output layer becomes -1: each task sets its own width.
-        owner = head.get_submodule(name.rsplit(".", 1)[0]) if "." in name else head
-        if isinstance(owner, nn.Linear) and owner.out_features == placeholder and shape[0] == placeholder:
-            shape[0] = -1
-        head_shapes[name] = shape
-    if not any(-1 in s for s in head_shapes.values()):
-        raise HyperAdaptError(
-            f"cannot find the output layer of the {head_name!r} head of {type(model).__name__}"
-        )
+    head_name, head_shapes = _head_shapes(model)
+    token_head_name, token_head_shapes = _head_shapes(token_view(model)) if token_heads else ("", {})
     return {
         "target_modules": targets,
         "num_layers": max(max(v) for v in layers.values()) + 1,
@@ -126,9 +116,31 @@ def describe_base_model(
         "feedforward_kinds": feedforward_kinds if adapter == "ia3" else [],
         "head_shapes": head_shapes,
         "head_name": head_name,
+        "token_head_shapes": token_head_shapes,
+        "token_head_name": token_head_name,
         "model_type": getattr(model.config, "model_type", ""),
         "hidden_size": getattr(model.config, "hidden_size", 0) or 0,
     }
+
+
+def _head_shapes(model: nn.Module) -> tuple[str, dict[str, list[int]]]:
+    """The head's name and its parameters' shapes, the label dimension of the output layer as -1
+    (each task sets its own width)."""
+    head_name = head_module_name(model)
+    head = model.get_submodule(head_name)
+    placeholder = model.config.num_labels
+    head_shapes = {}
+    for name, param in head.named_parameters():
+        shape = list(param.shape)
+        owner = head.get_submodule(name.rsplit(".", 1)[0]) if "." in name else head
+        if isinstance(owner, nn.Linear) and owner.out_features == placeholder and shape[0] == placeholder:
+            shape[0] = -1
+        head_shapes[name] = shape
+    if not any(-1 in s for s in head_shapes.values()):
+        raise HyperAdaptError(
+            f"cannot find the output layer of the {head_name!r} head of {type(model).__name__}"
+        )
+    return head_name, head_shapes
 
 
 def _linear_shape(module: nn.Module) -> tuple[int, int]:
@@ -291,6 +303,21 @@ class AdaptedModel(nn.Module):
                 "the config is damaged or from another base model"
             )
         self.head_prefix = f"{head_path}."
+        # Token-level tasks run the same backbone (the same modules, adapters included) through
+        # the architecture's token-classification model.
+        self.token_model = None
+        if config.token_head_name:
+            self.token_model = token_view(base_model)
+            self.token_head_prefix = f"{config.token_head_name}."
+            backbone = f"{base_model.base_model_prefix}."
+            # Adapter parameter names as the token view sees them (under peft they sit below
+            # base_model.model.).
+            self.token_names = {
+                name: name[name.index(backbone) :]
+                for slots in self.param_names.values()
+                for slot in slots
+                for name, _ in slot
+            }
 
     def train(self, mode: bool = True) -> AdaptedModel:
         # The frozen base always runs in eval mode: its dropout would make generated adapters and
@@ -315,9 +342,25 @@ class AdaptedModel(nn.Module):
         self,
         adapters: dict[str, tuple[torch.Tensor, torch.Tensor]],
         head: dict[str, torch.Tensor],
+        per_token: bool = False,
         **inputs: Any,
     ) -> torch.Tensor:
-        """Logits of the base model run with the given adapters and head."""
-        params = self.parameters_for(adapters, head)
-        outputs = functional_call(self.model, params, args=(), kwargs=inputs, strict=False, tie_weights=False)
+        """Logits of the base model run with the given adapters and head.
+
+        Args:
+            per_token: Score every token with a token-classification head (``[batch, tokens,
+                labels]``) instead of the sequence (``[batch, labels]``).
+        """
+        if per_token:
+            if self.token_model is None:
+                raise HyperAdaptError(
+                    "this hypernetwork has no token-classification head (it has no token-level task)"
+                )
+            params = {self.token_names[k]: v for k, v in self.parameters_for(adapters, {}).items()}
+            params.update({self.token_head_prefix + name: tensor for name, tensor in head.items()})
+            model = self.token_model
+        else:
+            params = self.parameters_for(adapters, head)
+            model = self.model
+        outputs = functional_call(model, params, args=(), kwargs=inputs, strict=False, tie_weights=False)
         return outputs.logits

@@ -47,9 +47,10 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .conditioning import ConditionBuilder, TrainingConditions
+from .config import HyperNetConfig
 from .data import group_problem
 from .errors import HyperAdaptError
-from .evaluation import encode, evaluate_hypernetwork, labels_tensor, task_loss
+from .evaluation import encode_batch, evaluate_hypernetwork, task_loss
 from .files import RunLock, atomic_dir
 from .heads import TaskHeads
 from .hypernetwork import HyperNetwork
@@ -208,6 +209,13 @@ def _train(
         raise HyperAdaptError("training.mixed_precision 'fp16' needs a GPU; on CPU use 'bf16' or 'no'")
     tasks = recipe.load_tasks()
     held_out = recipe.load_held_out()
+    token_tasks = [t.name for t in [*tasks, *held_out] if t.spec.is_token_level]
+    if token_tasks:
+        problem = HyperNetConfig(
+            **{**recipe.hypernetwork.to_dict(), "tasks": [t.spec.to_dict() for t in tasks]}
+        ).token_task_problem()
+        if problem:
+            raise HyperAdaptError(f"recipe: {problem} ({', '.join(token_tasks)})")
     problem = group_problem([t.spec for t in [*tasks, *held_out]])
     if problem:  # a held-out task of a training group is scored with the group's head
         raise HyperAdaptError(f"recipe held_out: {problem}")
@@ -469,14 +477,12 @@ def _train(
                     batch = streams[index].next()
                     share = len(batch) // world
                     examples = batch[rank * share : (rank + 1) * share]
-                    inputs = {
-                        k: v.to(accelerator.device)
-                        for k, v in encode(tokenizer, task.spec, examples, cfg.max_length).items()
-                    }
-                    labels = labels_tensor(task.spec, examples).to(accelerator.device)
+                    inputs, labels = encode_batch(tokenizer, task.spec, examples, cfg.max_length)
+                    inputs = {k: v.to(accelerator.device) for k, v in inputs.items()}
+                    labels = labels.to(accelerator.device)
                     with accelerator.autocast():
                         adapters, head = model(conditions(index))
-                        logits = adapted(adapters, head, **inputs)
+                        logits = adapted(adapters, head, per_token=task.spec.is_token_level, **inputs)
                         loss = task_loss(task.spec, logits, labels)
                     if not torch.isfinite(loss):
                         raise HyperAdaptError(

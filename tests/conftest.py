@@ -58,6 +58,8 @@ def write_task(
 
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
+    if task_type == "token_classification":
+        return _write_token_task(folder, name, n, rng)
     pair = task_type == "sentence_pair_classification"
     meta = {
         "task_id": name,
@@ -82,6 +84,36 @@ def write_task(
                 rows.append({"sentence": text, "label": 4.0 * label + rng.random()})
             else:
                 rows.append({"sentence": text, "label": int(label)})
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+NER_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+PEOPLE = [["Ada", "Lovelace"], ["Alan", "Turing"], ["Grace", "Hopper"], ["Marie", "Curie"]]
+PLACES = [["London"], ["New", "York"], ["Paris"], ["Rio", "de", "Janeiro"]]
+
+
+def _write_token_task(folder: Path, name: str, n: int, rng) -> Path:
+    """Sentences naming a person and a place, tagged in BIO."""
+    meta = {
+        "task_id": name,
+        "task_type": "token_classification",
+        "language": "en",
+        "text_fields": ["tokens"],
+        "label_field": "tags",
+        "labels": NER_TAGS,
+        "label_descriptions": {"O": "not part of a name", "B-PER": "first word of a person's name"},
+        "description": f"Tag the names of people and places ({name}).",
+    }
+    (folder / "task.json").write_text(json.dumps(meta))
+    for split, size in (("train", n), ("validation", n // 3), ("test", n // 3)):
+        rows = []
+        for i in range(size):
+            person, place = rng.choice(PEOPLE), rng.choice(PLACES)
+            words = [split, str(i), *person, "lived", "in", *place]
+            tags = ["O", "O", "B-PER", *["I-PER"] * (len(person) - 1), "O", "O", "B-LOC"]
+            tags += ["I-LOC"] * (len(place) - 1)
+            rows.append({"tokens": words, "tags": tags})
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 

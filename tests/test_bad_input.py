@@ -213,7 +213,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
     ("task.json list", lambda c: c.train_on(_write(c.task_copy() / "task.json", "[1]")), ["task.json", "JSON object"]),
     ("no task_type", lambda c: c.train_on(c.task_copy(task_type=...)), ["task.json", "has no task_type"]),
     ("task_type typo", lambda c: c.train_on(c.task_copy(task_type="sequence_clasification")), ["did you mean 'sequence_classification'"]),
-    ("token task", lambda c: c.train_on(c.task_copy(task_type="token_classification")), ["'token_classification'", "not supported"]),
+    ("token task with sentences", lambda c: c.train_on(c.task_copy(task_type="token_classification")), ["column 'sentence' must be a non-empty list of words", "train row 0"]),
     ("labels not names", lambda c: c.train_on(c.task_copy(labels=[0, 1])), ["labels", "label names"]),
     ("duplicate labels", lambda c: c.train_on(c.task_copy(labels=["a", "a"])), ["labels", "distinct"]),
     ("text_fields a string", lambda c: c.train_on(c.task_copy(text_fields="sentence")), ["text_fields", "list"]),

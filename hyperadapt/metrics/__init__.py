@@ -7,6 +7,8 @@ files in this folder are standalone metric scripts that ``evaluate.load`` takes 
 - ``f1.py`` -> ``{"macro_f1"}`` (macro F1 over the classes in references or predictions)
 - ``matthews_correlation.py`` -> ``{"matthews_correlation"}`` (multiclass MCC)
 - ``correlation.py`` -> ``{"pearson", "spearman"}``
+- ``entity_f1.py`` -> ``{"f1", "precision", "recall", "token_accuracy"}`` (entity spans of BIO
+  tag sequences, scored as seqeval does)
 
 Example:
     >>> compute_metrics("sequence_classification", [0, 1, 1], [0, 1, 0])  # doctest: +SKIP
@@ -36,18 +38,23 @@ METRIC_FILES = {
     "matthews_correlation": "matthews_correlation.py",
     "pearson": "correlation.py",
     "spearman": "correlation.py",
+    "f1": "entity_f1.py",
+    "precision": "entity_f1.py",
+    "recall": "entity_f1.py",
+    "token_accuracy": "entity_f1.py",
 }
 """Metric name -> the module file in this folder that computes it."""
 
 _CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "matthews_correlation")
 _REGRESSION_METRICS = ("pearson", "spearman")
+_TOKEN_METRICS = ("f1", "precision", "recall", "token_accuracy")
 
 
 def metric_path(name: str) -> Path:
     """The absolute path of the module file that computes metric ``name``.
 
     Args:
-        name: One of ``accuracy``, ``macro_f1``, ``matthews_correlation``, ``pearson``, ``spearman``.
+        name: One of the keys of `METRIC_FILES` (``accuracy``, ``macro_f1``, ``f1``, ``pearson``, ...).
 
     Raises:
         HyperAdaptError: for an unknown name.
@@ -73,7 +80,7 @@ def load_metric(name: str) -> Any:
     every caller in the process: finish one ``add_batch`` ... ``compute`` round before starting another.
 
     Args:
-        name: One of ``accuracy``, ``macro_f1``, ``matthews_correlation``, ``pearson``, ``spearman``.
+        name: One of the keys of `METRIC_FILES` (``accuracy``, ``macro_f1``, ``f1``, ``pearson``, ...).
 
     Raises:
         HyperAdaptError: for an unknown name.
@@ -82,7 +89,7 @@ def load_metric(name: str) -> Any:
 
 
 def compute_metrics(
-    task_type: str, predictions: Sequence[Any], references: Sequence[Any]
+    task_type: str, predictions: Sequence[Any], references: Sequence[Any], labels: Sequence[str] | None = None
 ) -> dict[str, float]:
     """Compute a task type's metrics in one go.
 
@@ -90,8 +97,11 @@ def compute_metrics(
         task_type: ``regression`` gives ``pearson`` and ``spearman`` (float predictions); the
             classification types (``sequence_classification``, ``sentence_pair_classification``)
             give ``accuracy``, ``macro_f1`` and ``matthews_correlation`` (class-index predictions).
+            ``token_classification`` gives entity-level ``f1``, ``precision``, ``recall`` and
+            ``token_accuracy`` (a list of tag indices per example, named by ``labels``).
         predictions: One prediction per example (numbers, a list or a numpy array).
         references: One reference per example.
+        labels: Token classification: the tag names (BIO tags) that the indices stand for.
 
     Raises:
         HyperAdaptError: for an unknown task type, or predictions and references of different
@@ -104,7 +114,13 @@ def compute_metrics(
         raise HyperAdaptError(
             f"got {len(predictions)} predictions but {len(references)} references; they must pair up"
         )
-    if task_type == "regression":
+    if task_type == "token_classification":
+        if not labels:
+            raise HyperAdaptError("token classification metrics need the tag names (labels)")
+        names = _TOKEN_METRICS
+        predictions = [[labels[int(i)] for i in seq] for seq in predictions]
+        references = [[labels[int(i)] for i in seq] for seq in references]
+    elif task_type == "regression":
         names = _REGRESSION_METRICS
         predictions = [float(x) for x in predictions]
         references = [float(x) for x in references]
