@@ -572,9 +572,14 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
         raise HyperAdaptError(f"recipe: {err}") from None
     _check_kind_settings(hyper, recipe.hypernetwork.adapter)
     if recipe.held_out and recipe.hypernetwork.head != "label_semantic":
-        raise HyperAdaptError(
-            "recipe: held_out tasks are scored zero-shot, which needs hypernetwork.head: label_semantic"
-        )
+        # With a head per task, a held-out task can only be a training group in another language.
+        keys = {e.group or e.task_name(recipe.base_dir) for e in recipe.tasks}
+        new = [e.label for e in recipe.held_out if not e.group or e.group not in keys]
+        if new:
+            raise HyperAdaptError(
+                f"recipe: held_out tasks {new} are new tasks, scored zero-shot, which needs hypernetwork.head: "
+                "label_semantic; or, for a training task's group in another language, give the entry that group"
+            )
     return recipe
 
 

@@ -385,7 +385,7 @@ def _train(
             metrics[t.name]["zero_shot"] = True
         if held_out:
             log.info(
-                "step %d zero-shot on held-out tasks: %s",
+                "step %d held-out tasks (never trained on): %s",
                 step,
                 ", ".join(
                     f"{t.name} {t.spec.main_metric}={metrics[t.name][t.spec.main_metric]:.3f}"

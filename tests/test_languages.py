@@ -37,6 +37,7 @@ def language_run(tiny_bert, tmp_path_factory):
         folder = write_task(root / name, name, task_type, seed=seed)
         data["tasks"].append({"folder": str(folder), "group": group, "language": language})
     unseen = write_task(root / "sentiment_fr", "sentiment_fr", seed=9)
+    data["held_out"] = [{"folder": str(unseen), "group": "sentiment", "language": "fr"}]
     return train(parse_recipe(data), show_progress=False), unseen
 
 
@@ -183,3 +184,30 @@ def test_a_saved_hypernetwork_generates_the_same_pair_adapters(language_run, tmp
         first, second = hypernet(condition)[0], again(condition)[0]
         for kind in first:
             torch.testing.assert_close(first[kind][0], second[kind][0], atol=0, rtol=0)
+
+
+def test_a_held_out_pair_is_scored_during_training_with_its_group_head(language_run, capsys):
+    result, folder = language_run
+    summary = json.loads((result.output_dir / "metrics.json").read_text())
+    held = summary["validation"]["sentiment_fr"]
+    assert held["zero_shot"] is True and 0.0 <= held["accuracy"] <= 1.0
+    # The same score as eval gives the pair afterwards (the recipe's held-out entry, same examples).
+    hypernet_dir = str(result.hypernetwork_dir)
+    assert main(["eval", hypernet_dir, "--task", str(folder), "--group", "sentiment", "--language", "fr",
+                 "--max-examples", str(held["n"])]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(held["accuracy"], abs=1e-9)
+
+
+def test_a_new_held_out_task_needs_a_group_or_a_label_semantic_head(tiny_bert, tmp_path):
+    from hyperadapt.recipe import parse_recipe
+
+    data = tiny_recipe(tiny_bert, {}, tmp_path / "out")
+    one, two = write_task(tmp_path / "one", "one"), write_task(tmp_path / "two", "two")
+    data["tasks"] = [{"folder": str(one), "group": "sentiment"}]
+    data["held_out"] = [{"folder": str(two)}]
+    with pytest.raises(
+        HyperAdaptError, match="label_semantic; or, for a training task's group in another language"
+    ):
+        parse_recipe(data)
+    data["held_out"] = [{"folder": str(two), "group": "sentiment"}]
+    assert parse_recipe(data).held_out[0].group == "sentiment"
