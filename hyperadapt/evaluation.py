@@ -24,14 +24,23 @@ def _tokenize(tokenizer, spec: TaskSpec, examples: list[dict[str, Any]], max_len
                 "model's tokenizer is a slow one"
             )
         words = [ex[spec.text_fields[0]] for ex in examples]
-        return tokenizer(
-            words,
-            is_split_into_words=True,
-            truncation=True,
-            max_length=max_length,
-            padding=True,
-            return_tensors="pt",
-        )
+        try:
+            return tokenizer(
+                words,
+                is_split_into_words=True,
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+        except ValueError as err:
+            if "add_prefix_space" not in str(err):
+                raise
+            raise HyperAdaptError(
+                f"the base model's tokenizer ({type(tokenizer).__name__}) cannot tokenise word lists: it is a "
+                "byte-level BPE tokenizer loaded without add_prefix_space=True; token classification does not "
+                "run on this base model yet"
+            ) from None
     texts = [[ex[name] for ex in examples] for name in spec.text_fields]
     return tokenizer(*texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
 
