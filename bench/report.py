@@ -1,6 +1,6 @@
 """The benchmark report: quality, speed, memory and scaling of hyperadapt against peft LoRA.
 
-    python -m bench run            # 3 seeds, 800 steps, 7 tasks (under an hour on 2 cores)
+    python -m bench run            # 3 seeds, 600 steps, 7 tasks (under an hour on 2 cores)
     python -m bench run --quick    # 1 seed, 4 tasks, 100 steps, short timings (under 5 minutes)
 
 Quality: on a GLUE-like set from ../shared/data (sst2, cola, rte, mrpc, stsb, tweeteval
@@ -264,7 +264,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="task folders (default: ../shared/data)")
     parser.add_argument("--tasks", nargs="+", default=quality.GLUE_LIKE)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=800, help="training steps of each multi-task model")
+    parser.add_argument("--steps", type=int, default=600, help="training steps of each multi-task model")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument(
         "--generator-width",
