@@ -38,7 +38,16 @@ def main() -> None:
             )
         )
     args = parser.parse_args()
-    benchmarks[args.command][0].main(args)
+    from hyperadapt.errors import HyperAdaptError
+
+    try:
+        benchmarks[args.command][0].main(args)
+    except HyperAdaptError as err:
+        parser.exit(2, f"python -m bench {args.command}: error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(
+            130, f"python -m bench {args.command}: interrupted; the report folder keeps what it had\n"
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,12 @@ def write_report(out_dir: Path, results: dict, markdown: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("results.json", json.dumps(results, indent=2, default=str)), ("report.md", markdown)):
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, out_dir / name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, out_dir / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     print(markdown)
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'report.md'}")

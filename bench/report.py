@@ -21,6 +21,7 @@ OUT/report.md and OUT/*.png, and prints the report.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -33,9 +34,6 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def run(args) -> dict:
     from hyperadapt.data import load_task_folder
 
-    missing = [t for t in args.tasks if not (Path(args.data) / t / "task.json").is_file()]
-    if missing:
-        raise SystemExit(f"tasks {missing} are not task folders under {args.data}; pass --data or --tasks")
     results: dict = {"settings": {k: v for k, v in vars(args).items() if k != "func"}}
     seconds = results["seconds"] = {}
     start = time.perf_counter()
@@ -72,6 +70,13 @@ def run(args) -> dict:
     return results
 
 
+def _save(fig, out: Path, name: str) -> None:
+    """Write a plot through a temporary file, so a stopped run leaves no half-written image."""
+    tmp = out / f".{name}.tmp"
+    fig.savefig(tmp, dpi=120, format="png")
+    os.replace(tmp, out / name)
+
+
 def plots(results: dict, out: Path) -> list[str]:
     import matplotlib
 
@@ -95,7 +100,7 @@ def plots(results: dict, out: Path) -> list[str]:
     ax.set_title("Trainable parameters as tasks are added (MiniLM-L6, rank 8)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "scaling_tasks.png", dpi=120)
+    _save(fig, out, "scaling_tasks.png")
     written.append("scaling_tasks.png")
 
     summary = results["quality"]["summary"]
@@ -115,7 +120,7 @@ def plots(results: dict, out: Path) -> list[str]:
     ax.set_ylabel("test main metric")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "quality.png", dpi=120)
+    _save(fig, out, "quality.png")
     written.append("quality.png")
     plt.close("all")
     return written
@@ -260,44 +265,134 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What the full run and --quick use for the settings not given on the command line.
+FULL = {
+    "tasks": quality.GLUE_LIKE,
+    "seeds": [0, 1, 2],
+    "steps": 600,
+    "max_eval": 400,
+    "repeats": 20,
+    "memory_steps": 20,
+    "task_counts": [1, 2, 5, 10, 20, 40],
+    "ranks": [2, 4, 8, 16, 32],
+    "depths": [2, 4, 8, 12, 24],
+}
+QUICK = {
+    "tasks": ["glue_sst2", "glue_rte", "glue_stsb", "trec_coarse"],
+    "seeds": [0],
+    "steps": 100,
+    "max_eval": 100,
+    "repeats": 5,
+    "memory_steps": 5,
+    "task_counts": [1, 5, 20],
+    "ranks": [4, 16],
+    "depths": [2, 8],
+}
+SPEED_TASK = "trec_coarse"  # the batches of the speed and memory figures
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    def default(name: str) -> str:
+        full, quick = FULL[name], QUICK[name]
+        show = (lambda v: " ".join(map(str, v))) if isinstance(full, list) else str
+        return f"(default {show(full)}; --quick: {show(quick)})"
+
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="task folders (default: ../shared/data)")
-    parser.add_argument("--tasks", nargs="+", default=quality.GLUE_LIKE)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=600, help="training steps of each multi-task model")
-    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--tasks", nargs="+", help="quality tasks, folders under --data " + default("tasks"))
+    parser.add_argument("--seeds", type=int, nargs="+", help="quality seeds " + default("seeds"))
+    parser.add_argument(
+        "--steps", type=int, help="training steps of each multi-task model " + default("steps")
+    )
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank of every contender (default 8)")
     parser.add_argument(
         "--generator-width",
         type=int,
         default=32,
-        help="the hypernetwork's generator width in quality and scaling",
+        help="the hypernetwork's generator width in quality and scaling (default 32)",
     )
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--max-eval", type=int, default=400, help="test examples per task")
-    parser.add_argument("--repeats", type=int, default=20, help="interleaved timing repeats")
-    parser.add_argument("--memory-steps", type=int, default=20)
-    parser.add_argument("--task-counts", type=int, nargs="+", default=[1, 2, 5, 10, 20, 40])
-    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8, 16, 32])
-    parser.add_argument("--depths", type=int, nargs="+", default=[2, 4, 8, 12, 24])
-    parser.add_argument("--out", default="bench/results/report")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 4 tasks, 100 steps, short timings")
+    parser.add_argument("--max-length", type=int, default=64, help="tokens per input (default 64)")
+    parser.add_argument("--max-eval", type=int, help="test examples per task " + default("max_eval"))
+    parser.add_argument("--repeats", type=int, help="interleaved timing repeats " + default("repeats"))
+    parser.add_argument(
+        "--memory-steps", type=int, help="training steps of the memory runs " + default("memory_steps")
+    )
+    parser.add_argument(
+        "--task-counts", type=int, nargs="+", help="scaling: numbers of tasks " + default("task_counts")
+    )
+    parser.add_argument("--ranks", type=int, nargs="+", help="scaling: LoRA ranks " + default("ranks"))
+    parser.add_argument(
+        "--depths", type=int, nargs="+", help="scaling: numbers of layers " + default("depths")
+    )
+    parser.add_argument(
+        "--out", default="bench/results/report", help="the report folder (default bench/results/report)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke test in under 5 minutes: the --quick values above for every setting not given",
+    )
+
+
+def settle(args) -> None:
+    """Fill in the settings not given (full run or --quick), then check them all before anything runs.
+
+    Raises:
+        HyperAdaptError: naming the option and the fix.
+    """
+    from hyperadapt.data import load_task_folder
+    from hyperadapt.errors import HyperAdaptError
+
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("steps", "rank", "generator_width", "max_eval", "repeats", "memory_steps"):
+        if getattr(args, name) < 1:
+            raise HyperAdaptError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
+    for name in ("task_counts", "ranks", "depths"):
+        bad = [v for v in getattr(args, name) if v < 1]
+        if bad:
+            raise HyperAdaptError(f"--{name.replace('_', '-')} takes numbers of 1 or more, got {bad}")
+    bad = [s for s in args.seeds if not 0 <= s < 2**32]
+    if bad:
+        raise HyperAdaptError(f"--seeds must lie in 0..{2**32 - 1}, got {bad}")
+    if not 8 <= args.max_length <= 512:
+        raise HyperAdaptError(
+            f"--max-length must be between 8 and 512 (MiniLM's positions), got {args.max_length}"
+        )
+    data = Path(args.data)
+    if not data.is_dir():
+        raise HyperAdaptError(f"--data {data} does not exist; give the folder that holds the task folders")
+    missing = [t for t in [*args.tasks, SPEED_TASK] if not (data / t / "task.json").is_file()]
+    if missing:
+        need = f" ({SPEED_TASK} gives the speed and memory batches)" if SPEED_TASK in missing else ""
+        fix = "pass --data" if args.quick or SPEED_TASK in missing else "pass --data or --tasks"
+        raise HyperAdaptError(f"{sorted(set(missing))} are not task folders under {data}{need}; {fix}")
+    if len(set(args.tasks)) != len(args.tasks):
+        raise HyperAdaptError(f"--tasks names a task twice: {args.tasks}")
+    for name in args.tasks:
+        spec = load_task_folder(data / name).spec
+        if spec.is_token_level:
+            raise HyperAdaptError(
+                f"{name} is a token_classification task; bench run compares sentence, pair and regression tasks"
+            )
+    out = Path(args.out)
+    if not args.out.strip() or out.is_file():
+        raise HyperAdaptError(
+            f"--out {args.out!r} must name a folder (it is {'empty' if not args.out.strip() else 'a file'})"
+        )
+    try:  # found out now, not after an hour of training
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise HyperAdaptError(
+            f"--out {out} cannot be written ({err.strerror or err}); choose another folder"
+        ) from None
 
 
 def main(args) -> None:
-    if args.quick:
-        args.seeds, args.steps, args.tasks, args.max_eval = (
-            [0],
-            100,
-            ["glue_sst2", "glue_rte", "glue_stsb", "trec_coarse"],
-            100,
-        )
-        args.repeats, args.memory_steps, args.task_counts, args.ranks, args.depths = (
-            5,
-            5,
-            [1, 5, 20],
-            [4, 16],
-            [2, 8],
-        )
+    settle(args)
     results = run(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,113 @@
+"""`python -m bench run` checks every setting before it trains anything, and says which targets were met."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from hyperadapt.errors import HyperAdaptError
+
+from .conftest import write_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def data(tmp_path) -> Path:
+    for name in ("glue_sst2", "trec_coarse"):
+        write_task(tmp_path / "data" / name, name)
+    write_task(tmp_path / "data" / "ner", "ner", "token_classification")
+    return tmp_path / "data"
+
+
+def _args(data: Path, out: Path, *extra: str):
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    return parser.parse_args(["--data", str(data), "--out", str(out), "--tasks", "glue_sst2", *extra])
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--steps", "0"], "--steps must be 1 or more"),
+        (["--rank", "-2"], "--rank must be 1 or more"),
+        (["--max-eval", "0"], "--max-eval must be 1 or more"),
+        (["--repeats", "0"], "--repeats must be 1 or more"),
+        (["--memory-steps", "0"], "--memory-steps must be 1 or more"),
+        (["--generator-width", "0"], "--generator-width must be 1 or more"),
+        (["--task-counts", "1", "0"], "--task-counts takes numbers of 1 or more, got [0]"),
+        (["--depths", "-1"], "--depths takes numbers of 1 or more"),
+        (["--seeds", "-1"], "--seeds must lie in 0.."),
+        (["--max-length", "2"], "--max-length must be between 8 and 512"),
+        (["--max-length", "1000"], "--max-length must be between 8 and 512"),
+        (["--tasks", "glue_sst2", "nosuch"], "['nosuch'] are not task folders"),
+        (["--tasks", "glue_sst2", "glue_sst2"], "names a task twice"),
+        (["--tasks", "ner"], "ner is a token_classification task"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_runs(data, tmp_path, extra, words):
+    args = _args(data, tmp_path / "out", *extra)
+    with pytest.raises(HyperAdaptError) as err:
+        report.settle(args)
+    assert words in str(err.value)
+
+
+def test_the_speed_task_and_the_output_folder_are_checked_first(data, tmp_path):
+    (data / "trec_coarse" / "task.json").unlink()
+    with pytest.raises(HyperAdaptError, match="trec_coarse gives the speed and memory batches"):
+        report.settle(_args(data, tmp_path / "out"))
+    write_task(data / "trec_coarse", "trec_coarse")
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(HyperAdaptError, match="must name a folder"):
+        report.settle(_args(data, tmp_path / "taken"))
+    with pytest.raises(HyperAdaptError, match="does not exist"):
+        report.settle(_args(tmp_path / "nowhere", tmp_path / "out"))
+
+
+def test_quick_fills_in_only_what_is_not_given(data, tmp_path):
+    args = _args(data, tmp_path / "out", "--quick", "--steps", "7")
+    report.settle(args)
+    assert (args.steps, args.tasks, args.seeds) == (7, ["glue_sst2"], report.QUICK["seeds"])
+    full = _args(data, tmp_path / "out")
+    report.settle(full)
+    assert full.steps == report.FULL["steps"] and full.repeats == report.FULL["repeats"]
+
+
+def test_a_bad_setting_on_the_command_line_is_one_error_line(data, tmp_path):
+    command = [sys.executable, "-m", "bench", "run", "--data", str(data), "--tasks", "glue_sst2", "--steps", "0",
+               "--out", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "python -m bench run: error: --steps must be 1 or more, got 0"
+    ]
+
+
+RESULTS = {
+    "quality": {
+        "summary": {
+            "hyperadapt": {"average": {"mean": 0.60}, "trainable_parameters": 400_000},
+            "peft_lora_per_task": {"average": {"mean": 0.55}, "trainable_parameters": 500_000},
+        }
+    },
+    "training_step": {"ratio": 1.05},
+    "inference": {"exported_over_peft_lora": 1.01, "merged_over_base": 0.99, "noise": 0.02},
+}
+
+
+def test_targets_say_met_and_not_met_from_the_figures():
+    lines = report.targets(RESULTS)
+    assert all(line.endswith("met.") and "NOT" not in line for line in lines), lines
+    worse = copy.deepcopy(RESULTS)
+    worse["training_step"]["ratio"] = 1.2
+    worse["inference"]["exported_over_peft_lora"] = 1.05
+    worse["quality"]["summary"]["hyperadapt"]["trainable_parameters"] = 600_000
+    lines = report.targets(worse)
+    assert [("NOT met" in line) for line in lines] == [True, True, True]
+    assert "1.200" in lines[0] and "1.050" in lines[1] and "600,000 vs 500,000" in lines[2]
