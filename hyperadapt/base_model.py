@@ -131,6 +131,8 @@ def load_tokenizer(name_or_path: str, revision: str | None = None):
 def check_inputs_fit(model: nn.Module, tokenizer, max_length: int, setting: str) -> None:
     """Refuse a tokenizer whose ids or a ``max_length`` whose positions the model has no embedding for
     (the forward pass would fail with an index error, or on GPU with a device assert)."""
+    if max_length < 8:
+        raise HyperAdaptError(f"{setting}={max_length} is too short to hold an input; give 8 or more")
     config = model.config
     vocab = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:

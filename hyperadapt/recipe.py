@@ -101,6 +101,9 @@ class TrainingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"training.{name} must be a positive integer, got {value!r}")
+        if self.max_length < 8:
+            # Below that the tokenizer cannot fit a pair's special tokens and leaves inputs untruncated.
+            raise ValueError(f"training.max_length must be 8 or more, got {self.max_length}")
         for name in ("eval_every", "save_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

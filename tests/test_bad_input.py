@@ -240,6 +240,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
     ("base model missing", lambda c: c.train(hypernetwork__base_model=str(c.tmp / "no_model")), ["no_model", "does not exist"]),
     ("base without tokenizer", lambda c: c.train(hypernetwork__base_model=_no_tokenizer(c)), ["no tokenizer files"]),
     ("max_length over positions", lambda c: c.train(training__max_length=4096), ["training.max_length=4096", "128"]),
+    ("max_length too short", lambda c: c.train(training__max_length=2), ["training.max_length must be 8 or more"]),
     ("unknown target module", lambda c: c.train(hypernetwork__target_modules=["qkv"]), ["'qkv'", "query"]),
     # Output folders.
     ("output exists", lambda c: c.train("--output-dir", str(_full_folder(c.tmp / "taken"))), ["already exists", "--overwrite"]),
@@ -273,6 +274,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
     ("negative shots", lambda c: ["eval", c.hypernetwork, "--task", "single", "--shots", "-1"], ["--shots", "0 or more"]),
     ("generate examples ignored", lambda c: [*c.generate(), "--examples", str(_bytes(c.tmp / "ex.jsonl", b'{"sentence": "a", "label": 1}'))], ["--examples would be ignored"]),
     ("eval too long", lambda c: ["eval", c.hypernetwork, "--task", "single", "--max-length", "4096"], ["--max-length=4096"]),
+    ("eval too short", lambda c: ["eval", c.hypernetwork, "--task", "single", "--max-length", "3"], ["--max-length=3 is too short", "8 or more"]),
     ("eval pickled adapter", lambda c: ["eval", c.adapter_copy(lambda f: _pickle_weights(f, "adapter_model.safetensors", "adapter_model.bin")), "--task", c.tasks["single"]], ["no adapter_model.safetensors", "pickled"]),
     ("eval adapter truncated", lambda c: ["eval", c.adapter_copy(lambda f: _truncate(f / "adapter_model.safetensors")), "--task", c.tasks["single"]], ["cannot load adapter"]),
     ("eval adapter info broken", lambda c: ["eval", c.adapter_copy(lambda f: _write(f / "hyperadapt_task.json", "{")), "--task", c.tasks["single"]], ["hyperadapt_task.json", "not valid JSON"]),
