@@ -40,6 +40,7 @@ def write_report(out_dir: Path, results: dict, markdown: str) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private
             os.replace(tmp, out_dir / name)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

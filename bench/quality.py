@@ -39,7 +39,7 @@ MULTITASK = {
 LABELS = {
     "hyperadapt": "hyperadapt (hypernetwork, all tasks)",
     "peft_lora_per_task": "peft LoRA, one per task",
-    "multitask_lora": "one shared LoRA, all tasks",
+    "multitask_lora": "one shared LoRA (unconditioned generator)",
     "heads_only": "frozen base, heads only",
 }
 

@@ -73,7 +73,7 @@ def run(args) -> dict:
 def _save(fig, out: Path, name: str) -> None:
     """Write a plot through a temporary file, so a stopped run leaves no half-written image."""
     tmp = out / f".{name}.tmp"
-    fig.savefig(tmp, dpi=120, format="png")
+    fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
     os.replace(tmp, out / name)
 
 
@@ -188,7 +188,7 @@ def markdown(results: dict) -> str:
         "",
         f"MiniLM-L6 base, LoRA rank {s['rank']} on its default target modules, batch 16, {s['max_length']} tokens, "
         f"learning rate 1e-3; hypernetwork generator width {s['generator_width']}. Steps the sampler gave each "
-        "task (each per-task LoRA trains that many): "
+        f"task{' in seed ' + str(s['seeds'][0]) if len(s['seeds']) > 1 else ''} (each per-task LoRA trains that many): "
         + ", ".join(f"{t} {n}" for t, n in steps.items())
         + f". Test split, first {s['max_eval']} examples of each task; mean ± standard deviation over seeds "
         + ", ".join(str(x) for x in s["seeds"])
