@@ -217,14 +217,8 @@ class HyperNetConfig:
             raise ValueError(f"task names must be unique, got {names}")
         self._check_groups()
 
-    @property
-    def has_token_tasks(self) -> bool:
-        return any(t.get("task_type") == "token_classification" for t in self.tasks)
-
     def token_task_problem(self) -> str | None:
-        """Why this config cannot train its token-classification tasks, if it cannot."""
-        if not self.has_token_tasks:
-            return None
+        """Why these settings cannot train token-classification tasks, if they cannot."""
         if self.head == "label_semantic":
             return (
                 "token_classification tasks take a head per task; set hypernetwork.head: task (the "

@@ -47,7 +47,6 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .conditioning import ConditionBuilder, TrainingConditions
-from .config import HyperNetConfig
 from .data import group_problem
 from .errors import HyperAdaptError
 from .evaluation import encode_batch, evaluate_hypernetwork, task_loss
@@ -210,12 +209,9 @@ def _train(
     tasks = recipe.load_tasks()
     held_out = recipe.load_held_out()
     token_tasks = [t.name for t in [*tasks, *held_out] if t.spec.is_token_level]
-    if token_tasks:
-        problem = HyperNetConfig(
-            **{**recipe.hypernetwork.to_dict(), "tasks": [t.spec.to_dict() for t in tasks]}
-        ).token_task_problem()
-        if problem:
-            raise HyperAdaptError(f"recipe: {problem} ({', '.join(token_tasks)})")
+    problem = recipe.hypernetwork.token_task_problem() if token_tasks else None
+    if problem:
+        raise HyperAdaptError(f"recipe: {problem} ({', '.join(token_tasks)})")
     problem = group_problem([t.spec for t in [*tasks, *held_out]])
     if problem:  # a held-out task of a training group is scored with the group's head
         raise HyperAdaptError(f"recipe held_out: {problem}")

@@ -28,7 +28,8 @@ Returns:
 
 Example:
     >>> metric = evaluate.load("hyperadapt/metrics/entity_f1.py")  # doctest: +SKIP
-    >>> metric.compute(predictions=[["B-PER", "I-PER", "O"]], references=[["B-PER", "I-PER", "B-LOC"]])  # doctest: +SKIP
+    >>> guess, gold = [["B-PER", "I-PER", "O"]], [["B-PER", "I-PER", "B-LOC"]]
+    >>> metric.compute(predictions=guess, references=gold)  # doctest: +SKIP
     {'precision': 1.0, 'recall': 0.5, 'f1': 0.6666666666666666, 'token_accuracy': 0.6666666666666666}
 """
 
