@@ -226,7 +226,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         if args.task not in builtin_task_names():
             hypernet.spec(args.task)  # an unknown name: the error lists the known tasks
-    task = resolve_task(args.task, path if path.is_dir() else getattr(hypernet, "source_dir", None))
+    needs = (args.split, "train") if args.shots else (args.split,)
+    task = resolve_task(args.task, path if path.is_dir() else getattr(hypernet, "source_dir", None), needs)
     if args.group:
         task = Task(dataclasses.replace(task.spec, group=args.group), task.splits)
     seen = task.name in hypernet.task_index
@@ -302,7 +303,7 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     )
     if not base_name or not isinstance(base_name, str):
         raise HyperAdaptError(f"adapter {path} does not name its base model (as text); pass --base-model")
-    task = resolve_task(args.task)
+    task = resolve_task(args.task, needs=(args.split,))
     if info.get("task"):
         from .data import TaskSpec
 

@@ -367,16 +367,20 @@ def deduplicate(task: Task) -> Task:
     return Task(task.spec, {s: splits[s] for s in SPLITS if s in splits})
 
 
-def _check_not_empty(task: Task, source: str) -> Task:
+def _check_not_empty(task: Task, source: str, needs: tuple[str, ...] = ("train", "validation")) -> Task:
     task = deduplicate(task)
-    if not task.splits.get("train"):
+    for split in needs:
+        if task.splits.get(split):
+            continue
+        if split == "validation" and "train" in needs:  # training: validation can be carved
+            raise HyperAdaptError(
+                f"task {task.name!r} ({source}) has no validation examples; give a validation split "
+                "or set validation_fraction in its entry"
+            )
+        what = "training" if split == "train" else split
         raise HyperAdaptError(
-            f"task {task.name!r} ({source}) has no training examples; check the path or split names"
-        )
-    if not task.splits.get("validation"):
-        raise HyperAdaptError(
-            f"task {task.name!r} ({source}) has no validation examples; give a validation split "
-            "or set validation_fraction in its entry"
+            f"task {task.name!r} ({source}) has no {what} examples; check the path or split names"
+            + ("" if "train" in needs else ", or score a split it has (--split)")
         )
     return task
 
@@ -427,6 +431,7 @@ def load_task_folder(
     name: str | None = None,
     overrides: dict[str, Any] | None = None,
     validation_fraction: float | None = None,
+    needs: tuple[str, ...] = ("train", "validation"),
 ) -> Task:
     """Load a task folder: ``task.json`` plus ``train.jsonl``, ``validation.jsonl``, ``test.jsonl``.
 
@@ -436,6 +441,8 @@ def load_task_folder(
         overrides: `TaskSpec` fields that replace those of ``task.json`` (a recipe entry's), applied
             before the examples are read and checked.
         validation_fraction: Carve validation from train when the folder has no validation split.
+        needs: The splits that must hold examples (training needs train and validation; scoring
+            only the split it scores).
 
     Example:
         >>> task = load_task_folder("../shared/data/glue_sst2")  # doctest: +SKIP
@@ -493,7 +500,7 @@ def load_task_folder(
     task = Task(spec, splits)
     if validation_fraction and splits.get("train") and not splits.get("validation"):
         task = carve_validation(task, validation_fraction)
-    return _check_not_empty(task, str(folder))
+    return _check_not_empty(task, str(folder), needs)
 
 
 _FILE_BUILDERS = ("csv", "json", "parquet", "text", "arrow")
@@ -581,7 +588,8 @@ def align_task(task: Task, spec: TaskSpec) -> Task:
     """Re-express a task's examples under another spec of the same task (a model's own).
 
     Text fields are renamed in order and class indices remapped by label name, so data whose
-    folder lists labels in another order still scores correctly.
+    folder lists labels in another order still scores correctly. A token task may use a subset of
+    the model's tags.
 
     Raises:
         HyperAdaptError: when the two cannot be the same task (other type, other label names, other
@@ -596,7 +604,14 @@ def align_task(task: Task, spec: TaskSpec) -> Task:
         raise HyperAdaptError(
             f"task {ours.name!r}: the data has inputs {ours.text_fields} but the model's task takes {spec.text_fields}"
         )
-    if ours.is_classification and sorted(ours.labels) != sorted(spec.labels):
+    if ours.is_token_level and not set(ours.labels) <= set(spec.labels):
+        # A tagged corpus often uses only some of the tags (no organisations, say): fine to score.
+        unknown = [tag for tag in ours.labels if tag not in spec.labels]
+        raise HyperAdaptError(
+            f"task {ours.name!r}: the tags {unknown} are not among the model's tags {spec.labels}; "
+            "rename them to the model's tags or tag those words O"
+        )
+    if ours.is_classification and not ours.is_token_level and sorted(ours.labels) != sorted(spec.labels):
         raise HyperAdaptError(
             f"task {ours.name!r}: the data's labels {ours.labels} are not the model's {spec.labels}; "
             "to score it as another task, give its entry another name"

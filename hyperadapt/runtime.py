@@ -149,20 +149,25 @@ def new_task_spec(name: str, description: str, labels: str, text_fields: list[st
         raise HyperAdaptError(str(err)) from None
 
 
-def resolve_task(name_or_path: str, hypernet_dir: str | Path | None = None) -> Task:
+def resolve_task(
+    name_or_path: str,
+    hypernet_dir: str | Path | None = None,
+    needs: tuple[str, ...] = ("train", "validation"),
+) -> Task:
     """Find a task's data: a task folder, a built-in task, or an entry of the training recipe.
 
     Args:
         name_or_path: A task folder, a built-in task name, or a task named in the recipe saved
             with the hypernetwork.
         hypernet_dir: The hypernetwork's folder, whose ``recipe.yaml`` says where its tasks live.
+        needs: The splits a task folder must hold examples of.
     """
     from .builtin_tasks import builtin_task_names, load_builtin_task
     from .recipe import parse_recipe, yaml_problem
 
     path = Path(name_or_path)
     if path.is_dir():
-        return load_task_folder(path)
+        return load_task_folder(path, needs=needs)
     if path.is_file() and path.suffix in (".yaml", ".yml", ".json"):
         return _task_from_entry_file(path)
     if hypernet_dir is not None:

@@ -192,3 +192,77 @@ def test_unsupported_settings_with_token_tasks_are_refused(tiny_bert, tmp_path, 
     for word in words:
         assert word in str(err.value)
     assert not Path(tmp_path / "out").exists()
+
+
+# Named entities in French, written here: a pair outside the training data (and outside ../shared/data),
+# with the tags in another order and only those it uses (no places).
+FRENCH = [
+    (["Marie", "Curie", "habitait", "rue", "Cuvier"], ["B-PER", "I-PER", "O", "O", "O"]),
+    (["Hier", ",", "Jean", "Moulin", "est", "venu"], ["O", "O", "B-PER", "I-PER", "O", "O"]),
+    (["Simone", "Veil", "a", "parlé", "longtemps"], ["B-PER", "I-PER", "O", "O", "O"]),
+    (["Le", "chat", "dort", "sur", "la", "table"], ["O", "O", "O", "O", "O", "O"]),
+]
+
+
+def _french_ner(folder: Path, tags: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    meta = {"task_id": "ner_fr_maison", "task_type": "token_classification", "language": "fr",
+            "text_fields": ["tokens"], "label_field": "tags", "labels": tags}  # fmt: skip
+    (folder / "task.json").write_text(json.dumps(meta))
+    rows = "".join(json.dumps({"tokens": words, "tags": tags}) + "\n" for words, tags in FRENCH)
+    (folder / "test.jsonl").write_text(rows)  # scoring needs only the split it scores
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ner_language_run(tiny_bert, tmp_path_factory):
+    """Named entities in English and sentiment in French: French named entities never trained on."""
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    root = tmp_path_factory.mktemp("ner_languages")
+    data = tiny_recipe(tiny_bert, {}, root / "out", steps=6)
+    data["hypernetwork"]["conditioning"] = ["name", "language"]
+    ner = write_task(root / "ner_en", "ner_en", "token_classification", n=30)
+    sentiment = write_task(root / "sentiment_fr", "sentiment_fr", n=30)
+    data["tasks"] = [
+        {"folder": str(ner), "group": "ner", "language": "en"},
+        {"folder": str(sentiment), "group": "sentiment", "language": "fr"},
+    ]
+    return train(parse_recipe(data), show_progress=False)
+
+
+def test_a_new_language_pair_outside_the_data_scores_like_its_exported_adapter(
+    ner_language_run, tmp_path, capsys
+):
+    hypernet_dir = str(ner_language_run.hypernetwork_dir)
+    folder = str(_french_ner(tmp_path / "ner_fr", ["I-PER", "O", "B-PER"]))
+    assert main(["eval", hypernet_dir, "--task", folder, "--group", "ner", "--split", "test"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["mode"] == "task ner in fr"  # the folder's own language
+    assert scored["n"] == len(FRENCH)
+    out = tmp_path / "ner_fr_adapter"
+    assert main(["generate", hypernet_dir, "--task", "ner", "--language", "fr", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--task", folder, "--split", "test"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    for name in ("f1", "precision", "recall", "token_accuracy", "n"):
+        assert exported[name] == pytest.approx(scored[name], abs=1e-9)
+    # --language overrides the folder's own; a split the folder lacks is named.
+    assert (
+        main(
+            ["eval", hypernet_dir, "--task", folder, "--group", "ner", "--language", "en", "--split", "test"]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["mode"] == "task ner in en"
+    assert main(["eval", hypernet_dir, "--task", folder, "--group", "ner"]) == 2
+    assert "has no validation examples" in capsys.readouterr().err
+
+
+def test_tags_the_model_does_not_know_are_refused_by_name(ner_language_run, tmp_path, capsys):
+    folder = str(_french_ner(tmp_path / "ner_fr", ["O", "B-PER", "I-PER", "B-MISC"]))
+    hypernet_dir = str(ner_language_run.hypernetwork_dir)
+    assert main(["eval", hypernet_dir, "--task", folder, "--group", "ner", "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "['B-MISC']" in err and "tag those words O" in err and "Traceback" not in err
