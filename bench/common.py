@@ -47,3 +47,28 @@ def write_report(out_dir: Path, results: dict, markdown: str) -> None:
             raise
     print(markdown)
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'report.md'}")
+
+
+def check_out_folder(given: str) -> Path:
+    """The report folder, created and probed for writing before anything runs.
+
+    Raises:
+        HyperAdaptError: when it is empty, a file, or cannot be written.
+    """
+    from hyperadapt.errors import HyperAdaptError
+
+    out = Path(given)
+    if not given.strip() or out.is_file():
+        raise HyperAdaptError(
+            f"--out {given!r} must name a folder (it is {'empty' if not given.strip() else 'a file'})"
+        )
+    try:  # found out now, not after an hour of training
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise HyperAdaptError(
+            f"--out {out} cannot be written ({err.strerror or err}); choose another folder"
+        ) from None
+    return out

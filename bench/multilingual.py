@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import environment, write_report
+from bench.common import check_out_folder, environment, write_report
 from hyperadapt.conditioning import Condition
 from hyperadapt.evaluation import evaluate_hypernetwork
 from hyperadapt.recipe import load_recipe
@@ -99,9 +99,41 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
+def _averages(runs: list[dict], method: str, group: str) -> list[float]:
+    return [statistics.fmean(r["scores"][method][n] for n in r[group]) for r in runs]
+
+
+def targets(results: dict) -> list[str]:
+    """The targets, each with its figure: held-out pairs gain from the language, seen pairs lose nothing.
+
+    "Lose nothing" allows the spread over seeds of the per-seed difference (at least 0.005): the
+    two trainings differ by their seeds' noise even where the language changes nothing.
+    """
+    runs = results["runs"]
+    held = {m: statistics.fmean(_averages(runs, m, "held_out")) for m in LABELS}
+    ours = _averages(runs, "task_language", "seen")
+    gaps = [a - b for a, b in zip(ours, _averages(runs, "task_only", "seen"))]
+    allowed = max(statistics.pstdev(gaps), 0.005)
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    best_other = max(held["task_only"], held["english_adapter"])
+    return [
+        f"- Held-out pairs, task + language above task only and the English adapter: {held['task_language']:.3f} "
+        f"vs {held['task_only']:.3f} and {held['english_adapter']:.3f}, {mark(held['task_language'] > best_other)}.",
+        f"- Seen pairs lose nothing against task only: {statistics.fmean(gaps):+.3f} on average "
+        f"(allowed -{allowed:.3f}, the spread over seeds), {mark(statistics.fmean(gaps) >= -allowed)}.",
+    ]
+
+
 def markdown(results: dict) -> str:
     s, summary, first = results["settings"], results["summary"], results["runs"][0]
     lines = [
+        "## Targets",
+        "",
+        *targets(results),
+        "",
         f"## Task x language ({len(s['seeds'])} seed(s), {s['steps']} steps, test split, first {s['max_eval']} examples)",
         "",
         "| method | "
@@ -138,20 +170,60 @@ def markdown(results: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=str(RECIPE))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
-    parser.add_argument("--max-eval", type=int, default=300, help="test examples per task")
+    parser.add_argument("--max-eval", type=int, default=None, help="test examples per task (default: 300)")
     parser.add_argument("--out", default="bench/results/multilingual")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 150 steps, 100 test examples")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 seed, 150 steps, 100 test examples (where not given)"
+    )
 
 
-def main(args) -> None:
+QUICK = {"seeds": [0], "steps": 150, "max_eval": 100}
+
+
+def settle(args):
+    """Fill in --quick's settings where not given, check every setting and load the recipe and its
+    tasks, all before anything trains.
+
+    Raises:
+        HyperAdaptError: naming the option (or the recipe) and the fix.
+    """
+    from hyperadapt.errors import HyperAdaptError
+
     if args.quick:
-        args.seeds, args.steps, args.max_eval = [0], 150, 100
+        for name, value in QUICK.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+    args.seeds = args.seeds if args.seeds is not None else [0, 1, 2]
+    args.max_eval = args.max_eval if args.max_eval is not None else 300
+    for name in ("steps", "max_eval"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise HyperAdaptError(f"--{name.replace('_', '-')} must be 1 or more, got {value}")
+    bad = [seed for seed in args.seeds if not 0 <= seed < 2**32]
+    if bad or len(set(args.seeds)) != len(args.seeds):
+        raise HyperAdaptError(f"--seeds takes distinct numbers in 0..{2**32 - 1}, got {args.seeds}")
     base = load_recipe(args.recipe)
+    if "language" not in base.hypernetwork.conditioning:
+        raise HyperAdaptError(
+            f"{args.recipe}: hypernetwork.conditioning {base.hypernetwork.conditioning} has no 'language'; "
+            "this benchmark compares conditioning on task and language with task alone"
+        )
+    if not base.held_out:
+        raise HyperAdaptError(
+            f"{args.recipe} has no held_out pairs to score; add one (see recipes/multilingual.yaml)"
+        )
+    base.load_tasks(), base.load_held_out()  # a missing folder or a bad group, now
+    check_out_folder(args.out)
     if args.steps:
         base.training = dataclasses.replace(base.training, max_steps=args.steps, eval_every=0, save_every=0)
     args.steps = base.training.max_steps
+    return base
+
+
+def main(args) -> None:
+    base = settle(args)
     started = time.perf_counter()
     runs = []
     for seed in args.seeds:

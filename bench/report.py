@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench import quality, scaling, speed
-from bench.common import environment, write_report
+from bench.common import check_out_folder, environment, write_report
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -376,20 +376,7 @@ def settle(args) -> None:
             raise HyperAdaptError(
                 f"{name} is a token_classification task; bench run compares sentence, pair and regression tasks"
             )
-    out = Path(args.out)
-    if not args.out.strip() or out.is_file():
-        raise HyperAdaptError(
-            f"--out {args.out!r} must name a folder (it is {'empty' if not args.out.strip() else 'a file'})"
-        )
-    try:  # found out now, not after an hour of training
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise HyperAdaptError(
-            f"--out {out} cannot be written ({err.strerror or err}); choose another folder"
-        ) from None
+    check_out_folder(args.out)
 
 
 def main(args) -> None:

@@ -111,3 +111,89 @@ def test_targets_say_met_and_not_met_from_the_figures():
     lines = report.targets(worse)
     assert [("NOT met" in line) for line in lines] == [True, True, True]
     assert "1.200" in lines[0] and "1.050" in lines[1] and "600,000 vs 500,000" in lines[2]
+
+
+def _multilingual_args(recipe: Path, out: Path, *extra: str):
+    from bench import multilingual
+
+    parser = argparse.ArgumentParser()
+    multilingual.add_arguments(parser)
+    return parser.parse_args(["--recipe", str(recipe), "--out", str(out), *extra])
+
+
+@pytest.fixture()
+def language_recipe(tiny_bert, tmp_path) -> Path:
+    import yaml
+
+    from .conftest import tiny_recipe
+
+    data = tiny_recipe(tiny_bert, {}, tmp_path / "run", steps=2)
+    data["hypernetwork"]["conditioning"] = ["name", "language"]
+    for language in ("en", "de"):
+        folder = write_task(tmp_path / f"s_{language}", f"s_{language}")
+        data["tasks"].append({"folder": str(folder), "group": "s", "language": language})
+    held = write_task(tmp_path / "s_fr", "s_fr")
+    data["held_out"] = [{"folder": str(held), "group": "s", "language": "fr"}]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "recipe.yaml"
+
+
+@pytest.mark.parametrize(
+    "extra, change, words",
+    [
+        (["--steps", "0"], None, "--steps must be 1 or more"),
+        (["--max-eval", "0"], None, "--max-eval must be 1 or more"),
+        (["--seeds", "3", "3"], None, "--seeds takes distinct numbers"),
+        ([], ("conditioning", ["name"]), "has no 'language'"),
+        ([], ("held_out", []), "has no held_out pairs"),
+        ([], ("missing", None), "does not exist"),
+    ],
+)
+def test_bad_multilingual_settings_are_refused_before_anything_trains(
+    language_recipe, tmp_path, extra, change, words
+):
+    import yaml
+
+    from bench import multilingual
+
+    if change:
+        data = yaml.safe_load(language_recipe.read_text())
+        key, value = change
+        if key == "conditioning":
+            data["hypernetwork"]["conditioning"] = value
+        elif key == "held_out":
+            del data["held_out"]
+        else:
+            data["held_out"][0]["folder"] = str(tmp_path / "nowhere")
+        language_recipe.write_text(yaml.safe_dump(data))
+    args = _multilingual_args(language_recipe, tmp_path / "out", *extra)
+    with pytest.raises(HyperAdaptError) as err:
+        multilingual.settle(args)
+    assert words in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_multilingual_quick_keeps_the_settings_given(language_recipe, tmp_path):
+    from bench import multilingual
+
+    args = _multilingual_args(language_recipe, tmp_path / "out", "--quick", "--steps", "7")
+    recipe = multilingual.settle(args)
+    assert (args.seeds, args.steps, args.max_eval) == ([0], 7, 100)
+    assert recipe.training.max_steps == 7
+
+
+def test_multilingual_targets_read_the_figures():
+    from bench import multilingual
+
+    def run(ours_held, only_held, english_held, ours_seen, only_seen):
+        scores = {
+            "task_language": {"h": ours_held, "s": ours_seen},
+            "task_only": {"h": only_held, "s": only_seen},
+            "english_adapter": {"h": english_held},
+        }
+        return {"scores": scores, "held_out": ["h"], "seen": ["s"]}
+
+    met = multilingual.targets({"runs": [run(0.5, 0.4, 0.45, 0.6, 0.6), run(0.52, 0.41, 0.44, 0.61, 0.6)]})
+    assert met[0].endswith(", met.") and met[1].endswith(", met.")
+    missed = multilingual.targets({"runs": [run(0.4, 0.4, 0.45, 0.5, 0.6)]})
+    assert missed[0].endswith("NOT met.") and missed[1].endswith("NOT met.")
