@@ -172,7 +172,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=str(RECIPE))
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
-    parser.add_argument("--max-eval", type=int, default=None, help="test examples per task (default: 300)")
+    parser.add_argument(
+        "--max-eval",
+        type=int,
+        default=None,
+        help="test examples per task (default: 1000, all of the shipped test splits)",
+    )
     parser.add_argument("--out", default="bench/results/multilingual")
     parser.add_argument(
         "--quick", action="store_true", help="1 seed, 150 steps, 100 test examples (where not given)"
@@ -196,7 +201,7 @@ def settle(args):
             if getattr(args, name) is None:
                 setattr(args, name, value)
     args.seeds = args.seeds if args.seeds is not None else [0, 1, 2]
-    args.max_eval = args.max_eval if args.max_eval is not None else 300
+    args.max_eval = args.max_eval if args.max_eval is not None else 1000
     for name in ("steps", "max_eval"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -216,9 +221,10 @@ def settle(args):
         )
     base.load_tasks(), base.load_held_out()  # a missing folder or a bad group, now
     check_out_folder(args.out)
-    if args.steps:
-        base.training = dataclasses.replace(base.training, max_steps=args.steps, eval_every=0, save_every=0)
-    args.steps = base.training.max_steps
+    # The benchmark scores the test splits itself: no evaluation or checkpoints during training.
+    steps = args.steps or base.training.max_steps
+    base.training = dataclasses.replace(base.training, max_steps=steps, eval_every=0, save_every=0)
+    args.steps = steps
     return base
 
 

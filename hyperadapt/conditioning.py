@@ -101,6 +101,10 @@ class Conditioner(nn.Module):
             self.language_embedding = nn.Embedding(max(len(self.language_index), 1), language_dim)
             nn.init.normal_(self.language_embedding.weight, std=1.0)
             self.language_projection = _projection(language_dim, condition_dim, dropout)
+            # A language starts as no change to its task's adapter and learns only the difference
+            # its data shows; a pair never trained on then starts from its task's shared adapter.
+            nn.init.zeros_(self.language_projection[-1].weight)
+            nn.init.zeros_(self.language_projection[-1].bias)
         self.constant = nn.Parameter(torch.zeros(condition_dim))
         self.norm = nn.LayerNorm(condition_dim)
 
