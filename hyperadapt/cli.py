@@ -90,10 +90,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"\nbest validation (step {result.best_step}, {result.seconds:.0f} s):")
     print(f"{'task':<40} {'metric':<10} {'value':>7} {'majority':>9}")
     for name, metrics in result.metrics.items():
-        main = "accuracy" if "accuracy" in metrics else "pearson"
+        main = result.main_metrics[name]
         baseline = result.baselines.get(name)
         base_text = f"{baseline:9.3f}" if baseline is not None else f"{'-':>9}"
-        label = f"{name} (zero-shot)" if metrics.get("zero_shot") else name
+        kind = "zero-shot" if metrics.get("zero_shot") else "held out" if metrics.get("held_out") else ""
+        label = f"{name} ({kind})" if kind else name
         print(f"{label:<40} {main:<10} {metrics[main]:7.3f} {base_text}")
     print(f"\nhypernetwork: {result.hypernetwork_dir}")
     for name, path in result.adapter_dirs.items():
@@ -118,9 +119,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     hypernet = load_hypernetwork(args.hypernetwork, revision=args.revision)
     if args.examples:
         _check_conditioned_on(hypernet, "examples", "--examples")
-    if args.language:
-        _check_conditioned_on(hypernet, "language", "--language")
+    if args.language is not None:
+        _check_language(hypernet, args.language)
     if args.task and hypernet.knows(args.task):
+        if not args.language and args.task not in hypernet.task_index:
+            languages = sorted({s.language for s in hypernet.task_specs if s.key == args.task})
+            if len(languages) > 1:
+                raise HyperAdaptError(
+                    f"{args.task!r} is a group of tasks in {', '.join(languages)}; say which language with "
+                    f"--language (any of {', '.join(hypernet.config.languages)})"
+                )
         spec = hypernet.spec_in(args.task, args.language)
         if args.labels:
             raise HyperAdaptError(f"task {args.task!r} is a training task with its own labels; drop --labels")
@@ -193,6 +201,15 @@ def _check_conditioned_on(hypernet, part: str, flag: str) -> None:
         )
 
 
+def _check_language(hypernet, code: str) -> None:
+    """Refuse --language for a hypernetwork without language conditioning, or an unknown code."""
+    from .conditioning import unknown_language
+
+    _check_conditioned_on(hypernet, "language", "--language")
+    if code not in hypernet.config.languages:
+        raise HyperAdaptError(unknown_language(code, hypernet.config.languages))
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .base_model import check_inputs_fit
     from .bottleneck import BOTTLENECK_CONFIG
@@ -216,18 +233,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         _check_conditioned_on(hypernet, "description", "--description")
     if args.shots:
         _check_conditioned_on(hypernet, "examples", "--shots")
-    if args.language:
-        _check_conditioned_on(hypernet, "language", "--language")
+    if args.language is not None:
+        _check_language(hypernet, args.language)
     if args.group and not hypernet.knows(args.group):
         hypernet.spec(args.group)  # the error lists the known tasks and groups
-    known = args.task in hypernet.task_index
-    if not known and not Path(args.task).exists():
-        from .builtin_tasks import builtin_task_names
-
-        if args.task not in builtin_task_names():
-            hypernet.spec(args.task)  # an unknown name: the error lists the known tasks
+    if args.group and args.group not in hypernet.key_index:
+        raise HyperAdaptError(
+            f"--group {args.group!r} is a training task of group {hypernet.spec(args.group).key!r}; "
+            f"use --group {hypernet.spec(args.group).key}"
+        )
     needs = (args.split, "train") if args.shots else (args.split,)
-    task = resolve_task(args.task, path if path.is_dir() else getattr(hypernet, "source_dir", None), needs)
+    source = path if path.is_dir() else getattr(hypernet, "source_dir", None)
+    try:
+        task = resolve_task(args.task, source, needs)
+    except HyperAdaptError:
+        if args.task in hypernet.task_index or Path(args.task).exists():
+            raise
+        hypernet.spec(args.task)  # an unknown name: the error lists the known tasks
+        raise
     if args.group:
         task = Task(dataclasses.replace(task.spec, group=args.group), task.splits)
     seen = task.name in hypernet.task_index
@@ -258,7 +281,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     metrics = evaluate_hypernetwork(hypernet, runtime.adapted, runtime.tokenizer, task, condition, **common)
     if seen:
-        mode = "seen"
+        mode = "seen" if condition.language in (None, spec.language) else f"seen, in {condition.language}"
     elif spec.key in hypernet.key_index:
         mode = f"task {spec.key} in {condition.language or spec.language}"
     else:

@@ -126,9 +126,11 @@ class Conditioner(nn.Module):
 
 
 def unknown_language(code: str, known: list[str]) -> str:
+    close = [k for k in known if k.lower() == code.strip().lower()]
+    hint = f" Did you mean {close[0]!r}?" if close else ""
     return (
         f"unknown language {code!r}: this hypernetwork has embeddings for {', '.join(known)} only (the "
-        "languages of its training tasks); use one of them, or train with a task in that language"
+        f"languages of its training tasks); use one of them, or train with a task in that language.{hint}"
     )
 
 

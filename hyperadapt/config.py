@@ -196,6 +196,11 @@ class HyperNetConfig:
             )
         if len(set(self.conditioning)) != len(self.conditioning):
             raise ValueError(f"conditioning lists a part twice: {self.conditioning!r}")
+        if self.conditioning == ["language"]:
+            raise ValueError(
+                "conditioning: [language] alone gives every task of a language the same adapter; "
+                "add what names the task: [name, language] or [description, language]"
+            )
         if self.adapter not in ADAPTER_KINDS:
             raise ValueError(
                 f"adapter must be one of {', '.join(map(repr, ADAPTER_KINDS))}, got {self.adapter!r}"

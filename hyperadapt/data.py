@@ -33,6 +33,8 @@ SPLITS = ("train", "validation", "test")
 # Task names become embedding keys and adapter folder names: no path separators, spaces or a
 # leading dot.
 _TASK_NAME = re.compile(r"\w[\w.\-]*")
+# A lowercase ISO 639 code, optionally with subtags: en, de, pt-BR, zh-Hant.
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 
 @dataclass
@@ -129,6 +131,16 @@ class TaskSpec:
         for name in ("description", "language", "group"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{where}: {name} must be a text, got {getattr(self, name)!r}")
+        if not _LANGUAGE.fullmatch(self.language):
+            hint = (
+                f"; did you mean {self.language.strip().lower()!r}?"
+                if _LANGUAGE.fullmatch(self.language.strip().lower())
+                else ""
+            )
+            raise ValueError(
+                f"{where}: language {self.language!r} is not a language code such as 'en', 'de' or 'pt-BR' "
+                f"(lowercase ISO 639, optionally with a region){hint}"
+            )
         if self.group and not _TASK_NAME.fullmatch(self.group):
             raise ValueError(
                 f"{where}: group {self.group!r} may only hold letters, digits, '_', '-' and '.' and must start "
@@ -240,6 +252,20 @@ def group_problem(specs: list[TaskSpec]) -> str | None:
                 f"tasks {seen.name!r} and {spec.name!r} are both in group {spec.group!r} but differ in task type "
                 f"or labels ({seen.task_type} {seen.labels} against {spec.task_type} {spec.labels}); tasks of a "
                 "group share one head, so give them the same labels (in the same order) or different groups"
+            )
+    return None
+
+
+def language_problem(training: list[TaskSpec], held_out: list[TaskSpec]) -> str | None:
+    """What stops held-out tasks from being generated in their language, if anything: a language's
+    embedding is learned from the training tasks in it."""
+    known = sorted({spec.language for spec in training})
+    for spec in held_out:
+        if spec.language not in known:
+            return (
+                f"task {spec.name!r} is in language {spec.language!r}, which no training task is in (training "
+                f"languages: {', '.join(known)}); a language's embedding is learned from its training tasks, "
+                "so add one in that language or drop the entry"
             )
     return None
 
@@ -377,10 +403,15 @@ def _check_not_empty(task: Task, source: str, needs: tuple[str, ...] = ("train",
                 f"task {task.name!r} ({source}) has no validation examples; give a validation split "
                 "or set validation_fraction in its entry"
             )
-        what = "training" if split == "train" else split
+        what = "training" if split == "train" else f"{split!r}"
+        has = [name for name in SPLITS if task.splits.get(name)]
+        fix = (
+            ""
+            if "train" in needs
+            else f" (it has {', '.join(has) or 'none'}), or score a split it has with --split"
+        )
         raise HyperAdaptError(
-            f"task {task.name!r} ({source}) has no {what} examples; check the path or split names"
-            + ("" if "train" in needs else ", or score a split it has (--split)")
+            f"task {task.name!r} ({source}) has no {what} examples; check the path or split names{fix}"
         )
     return task
 
@@ -598,7 +629,7 @@ def align_task(task: Task, spec: TaskSpec) -> Task:
     ours = task.spec
     if ours.is_classification != spec.is_classification or ours.is_token_level != spec.is_token_level:
         raise HyperAdaptError(
-            f"task {ours.name!r}: the data is {ours.task_type} but the model's task {spec.name!r} is {spec.task_type}"
+            f"task {ours.name!r}: the data is {ours.task_type} but the model's task {spec.key!r} is {spec.task_type}"
         )
     if len(ours.text_fields) != len(spec.text_fields):
         raise HyperAdaptError(

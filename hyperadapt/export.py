@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,12 @@ def check_output_folder(out: Path, overwrite: bool, option: str, markers: tuple[
         )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise HyperAdaptError(f"cannot write into {parent} (permission denied); choose another {option}")
+    try:  # what permissions do not tell: a read-only or special file system (/proc, say)
+        os.rmdir(tempfile.mkdtemp(prefix=".hyperadapt-probe.", dir=parent))
+    except OSError as err:
+        raise HyperAdaptError(
+            f"cannot create output folder {out} ({err.strerror or err}); choose another {option}"
+        ) from None
 
 
 @torch.no_grad()

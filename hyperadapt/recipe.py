@@ -577,7 +577,14 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
     if recipe.held_out and recipe.hypernetwork.head != "label_semantic":
         # With a head per task, a held-out task can only be a training group in another language.
         keys = {e.group or e.task_name(recipe.base_dir) for e in recipe.tasks}
-        new = [e.label for e in recipe.held_out if not e.group or e.group not in keys]
+        unknown = [e for e in recipe.held_out if e.group and e.group not in keys]
+        if unknown:
+            groups = sorted({e.group for e in recipe.tasks if e.group}) or ["none"]
+            raise HyperAdaptError(
+                f"recipe: held_out task {unknown[0].label!r} has group {unknown[0].group!r}, which no training "
+                f"task has (training groups: {', '.join(groups)}); name one of them or the training task's name"
+            )
+        new = [e.label for e in recipe.held_out if not e.group]
         if new:
             raise HyperAdaptError(
                 f"recipe: held_out tasks {new} are new tasks, scored zero-shot, which needs hypernetwork.head: "

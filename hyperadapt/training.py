@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .conditioning import ConditionBuilder, TrainingConditions
-from .data import group_problem
+from .data import group_problem, language_problem
 from .errors import HyperAdaptError
 from .evaluation import encode_batch, evaluate_hypernetwork, task_loss
 from .files import RunLock, atomic_dir
@@ -78,6 +78,7 @@ class TrainResult:
     process_index: int = 0
     resumed_from: Path | None = None
     hypernetwork: HyperNetwork | None = None
+    main_metrics: dict[str, str] = field(default_factory=dict)
 
 
 # The package each accelerate tracker needs.
@@ -214,6 +215,9 @@ def _train(
         raise HyperAdaptError(f"recipe: {problem} ({', '.join(token_tasks)})")
     problem = group_problem([t.spec for t in [*tasks, *held_out]])
     if problem:  # a held-out task of a training group is scored with the group's head
+        raise HyperAdaptError(f"recipe held_out: {problem}")
+    problem = language_problem([t.spec for t in tasks], [t.spec for t in held_out])
+    if problem and "language" in recipe.hypernetwork.conditioning:
         raise HyperAdaptError(f"recipe held_out: {problem}")
     data_digest = _data_digest(tasks)
     if saved is not None:
@@ -378,7 +382,9 @@ def _train(
             metrics[t.name] = evaluate_hypernetwork(
                 unwrapped, adapted, tokenizer, t, eval_conditions[t.name], **eval_kwargs
             )
-            metrics[t.name]["zero_shot"] = True
+            metrics[t.name]["held_out"] = True
+            if t.spec.key not in unwrapped.key_index:  # a new task, not a training group in another language
+                metrics[t.name]["zero_shot"] = True
         if held_out:
             log.info(
                 "step %d held-out tasks (never trained on): %s",
@@ -399,7 +405,7 @@ def _train(
             values = {"eval/mean": score}
             for t in [*tasks, *held_out]:
                 for key, value in metrics[t.name].items():
-                    if key not in ("n", "zero_shot"):
+                    if key not in ("n", "zero_shot", "held_out"):
                         values[f"eval/{t.name}/{key}"] = value
                 values[f"adapter_norm/{t.name}"] = adapter_norm(unwrapped, eval_conditions[t.name])
             accelerator.log(values, step=step)
@@ -581,4 +587,5 @@ def _train(
         process_index=rank,
         resumed_from=checkpoint,
         hypernetwork=hypernet,
+        main_metrics={t.name: t.spec.main_metric for t in [*tasks, *held_out]},
     )

@@ -132,6 +132,8 @@ def language_recipe(tiny_bert, tmp_path) -> Path:
     for language in ("en", "de"):
         folder = write_task(tmp_path / f"s_{language}", f"s_{language}")
         data["tasks"].append({"folder": str(folder), "group": "s", "language": language})
+    other = write_task(tmp_path / "p_fr", "p_fr", "sentence_pair_classification")
+    data["tasks"].append({"folder": str(other), "group": "p", "language": "fr"})
     held = write_task(tmp_path / "s_fr", "s_fr")
     data["held_out"] = [{"folder": str(held), "group": "s", "language": "fr"}]
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
@@ -147,6 +149,7 @@ def language_recipe(tiny_bert, tmp_path) -> Path:
         ([], ("conditioning", ["name"]), "has no 'language'"),
         ([], ("held_out", []), "has no held_out pairs"),
         ([], ("missing", None), "does not exist"),
+        ([], ("language", "it"), "no training task is in (training languages: de, en, fr)"),
     ],
 )
 def test_bad_multilingual_settings_are_refused_before_anything_trains(
@@ -163,6 +166,8 @@ def test_bad_multilingual_settings_are_refused_before_anything_trains(
             data["hypernetwork"]["conditioning"] = value
         elif key == "held_out":
             del data["held_out"]
+        elif key == "language":
+            data["held_out"][0]["language"] = value
         else:
             data["held_out"][0]["folder"] = str(tmp_path / "nowhere")
         language_recipe.write_text(yaml.safe_dump(data))

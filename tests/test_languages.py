@@ -198,7 +198,8 @@ def test_a_held_out_pair_is_scored_during_training_with_its_group_head(language_
     result, folder = language_run
     summary = json.loads((result.output_dir / "metrics.json").read_text())
     held = summary["validation"]["sentiment_fr"]
-    assert held["zero_shot"] is True and 0.0 <= held["accuracy"] <= 1.0
+    assert held["held_out"] is True and 0.0 <= held["accuracy"] <= 1.0
+    assert "zero_shot" not in held  # a training group's head, not a task it never saw
     # The same score as eval gives the pair afterwards (the recipe's held-out entry, same examples).
     hypernet_dir = str(result.hypernetwork_dir)
     assert main(["eval", hypernet_dir, "--task", str(folder), "--group", "sentiment", "--language", "fr",
@@ -219,3 +220,60 @@ def test_a_new_held_out_task_needs_a_group_or_a_label_semantic_head(tiny_bert, t
         parse_recipe(data)
     data["held_out"] = [{"folder": str(two), "group": "sentiment"}]
     assert parse_recipe(data).held_out[0].group == "sentiment"
+    data["held_out"] = [{"folder": str(two), "group": "pos"}]
+    with pytest.raises(
+        HyperAdaptError, match="group 'pos', which no training task has .training groups: sentiment"
+    ):
+        parse_recipe(data)
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"language": "DE"}, "language 'DE' is not a language code such as 'en', 'de' or 'pt-BR'"),
+        ({"language": "DE"}, "did you mean 'de'?"),
+        ({"language": ""}, "language '' is not a language code"),
+        ({"held_language": "it"}, "'it', which no training task is in (training languages: de, en)"),
+        ({"conditioning": ["language"]}, "conditioning: [language] alone"),
+    ],
+)
+def test_bad_languages_in_a_recipe_are_refused_before_training(tiny_bert, tmp_path, changes, words):
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    data = tiny_recipe(tiny_bert, {}, tmp_path / "out", steps=2)
+    data["hypernetwork"]["conditioning"] = changes.get("conditioning", ["name", "language"])
+    for language in ("en", "de"):
+        folder = write_task(tmp_path / f"s_{language}", f"s_{language}")
+        data["tasks"].append({"folder": str(folder), "group": "s", "language": language})
+    if "language" in changes:
+        data["tasks"][0]["language"] = changes["language"]
+    held = write_task(tmp_path / "s_x", "s_x")
+    data["held_out"] = [{"folder": str(held), "group": "s", "language": changes.get("held_language", "de")}]
+    with pytest.raises(HyperAdaptError) as err:
+        train(parse_recipe(data), show_progress=False)
+    assert words in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_language_mistakes_get_one_line_naming_the_fix(language_run, tmp_path, capsys):
+    hypernet_dir, folder = str(language_run[0].hypernetwork_dir), str(language_run[1])
+    out = str(tmp_path / "a")
+    line = _error(["generate", hypernet_dir, "--task", "sentiment", "--out", out], capsys)
+    assert "'sentiment' is a group of tasks in de, en; say which language with --language" in line
+    line = _error(["generate", hypernet_dir, "--task", "sentiment", "--language", "FR", "--out", out], capsys)
+    assert "unknown language 'FR'" in line and "Did you mean 'fr'?" in line
+    line = _error(["eval", hypernet_dir, "--task", folder, "--group", "sentiment_en"], capsys)
+    assert "is a training task of group 'sentiment'; use --group sentiment" in line
+    line = _error(["generate", hypernet_dir, "--task", "sentiment_de", "--out", "/proc/hyperadapt/a"], capsys)
+    assert "cannot create output folder /proc/hyperadapt/a" in line
+    assert not (tmp_path / "a").exists()
+
+
+def test_eval_names_the_language_and_finds_held_out_entries_by_name(language_run, capsys):
+    hypernet_dir = str(language_run[0].hypernetwork_dir)
+    assert main(["eval", hypernet_dir, "--task", "sentiment_de", "--language", "en"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "seen, in en"
+    # The recipe's held-out entry, by name: scored as its group in its language.
+    assert main(["eval", hypernet_dir, "--task", "sentiment_fr"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "task sentiment in fr"

@@ -257,7 +257,9 @@ def test_a_new_language_pair_outside_the_data_scores_like_its_exported_adapter(
     )
     assert json.loads(capsys.readouterr().out)["mode"] == "task ner in en"
     assert main(["eval", hypernet_dir, "--task", folder, "--group", "ner"]) == 2
-    assert "has no validation examples" in capsys.readouterr().err
+    assert (
+        "has no 'validation' examples; check the path or split names (it has test)" in capsys.readouterr().err
+    )
 
 
 def test_tags_the_model_does_not_know_are_refused_by_name(ner_language_run, tmp_path, capsys):
@@ -266,3 +268,27 @@ def test_tags_the_model_does_not_know_are_refused_by_name(ner_language_run, tmp_
     assert main(["eval", hypernet_dir, "--task", folder, "--group", "ner", "--split", "test"]) == 2
     err = capsys.readouterr().err
     assert "['B-MISC']" in err and "tag those words O" in err and "Traceback" not in err
+
+
+def test_train_summarises_token_and_held_out_pairs_by_their_own_metric(tiny_bert, tmp_path, capsys):
+    import yaml
+
+    data = tiny_recipe(tiny_bert, {}, tmp_path / "out", steps=2)
+    data["hypernetwork"]["conditioning"] = ["name", "language"]
+    ner = write_task(tmp_path / "ner_en", "ner_en", "token_classification", n=12)
+    sentiment = write_task(tmp_path / "sentiment_fr", "sentiment_fr", n=12)
+    held = _french_ner(tmp_path / "ner_fr", NER_TAGS)
+    for split, lead in (("train", "Alors"), ("validation", "Puis")):
+        rows = [{"tokens": [lead, *words], "tags": ["O", *tags]} for words, tags in FRENCH]
+        (held / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data["tasks"] = [
+        {"folder": str(ner), "group": "ner", "language": "en"},
+        {"folder": str(sentiment), "group": "sentiment", "language": "fr"},
+    ]
+    data["held_out"] = [{"folder": str(held), "group": "ner"}]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+    assert main(["train", str(recipe), "--no-progress"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows["ner_en"][1] == "f1" and rows["sentiment_fr"][1] == "accuracy"
+    assert rows["ner_fr_maison"][1:3] == ["(held", "out)"] and rows["ner_fr_maison"][3] == "f1"
