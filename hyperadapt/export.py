@@ -259,6 +259,7 @@ def _card(spec, cfg, metrics: dict[str, Any] | None, hypernetwork_ref: str | Non
         language=spec.language,
         labels=", ".join(spec.labels) if spec.labels else "a regression score",
         num_labels=spec.num_outputs,
+        label_list=json.dumps(spec.labels, ensure_ascii=False) if spec.labels else "",
         base_model=base_id,
         kind_name=kind_name(cfg),
         kind_article="an" if kind_name(cfg).startswith("(") else "a",

@@ -292,3 +292,22 @@ def test_train_summarises_token_and_held_out_pairs_by_their_own_metric(tiny_bert
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert rows["ner_en"][1] == "f1" and rows["sentiment_fr"][1] == "accuracy"
     assert rows["ner_fr_maison"][1:3] == ["(held", "out)"] and rows["ner_fr_maison"][3] == "f1"
+
+
+def test_the_cards_snippet_runs_as_written_and_names_the_tags(ner_run, tmp_path):
+    result, _ = ner_run
+    hypernet = load_hypernetwork(result.hypernetwork_dir)
+    folder = export_adapter(hypernet, "ner", tmp_path / "ner")
+    card = (folder / "README.md").read_text()
+    snippet = (
+        card.split("```python\n", 1)[1]
+        .split("```", 1)[0]
+        .replace("PATH_OR_REPO_OF_THIS_ADAPTER", str(folder))
+    )
+    snippet += "print(model.config.id2label[1], tuple(logits.shape))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, check=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": ""}, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.stdout.split()[0] == NER_TAGS[1]
+    assert f", {len(NER_TAGS)})" in out.stdout
