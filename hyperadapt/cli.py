@@ -506,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--language",
         type=_text,
-        help="generate the adapter for this language code (default: the task's own language)",
+        help="generate the adapter for this language code (default: the task's own language, en if its "
+        "folder names none)",
     )
     p.add_argument(
         "--group",

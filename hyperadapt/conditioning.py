@@ -222,6 +222,12 @@ class ConditionBuilder:
             raise HyperAdaptError(
                 f"task {spec.key!r} is new, but this hypernetwork has one head per training task; train it "
                 "with hypernetwork.head: label_semantic to classify tasks it never saw"
+                + (
+                    f", or, if it is a training task in another language, score it as its group (--group, one "
+                    f"of {', '.join(sorted(set(self.task_names)))})"
+                    if "language" in self.parts
+                    else ""
+                )
             )
         condition = Condition(labels=self.labels(spec), use_name=use_name and "name" in self.parts)
         if spec.key in self.task_names:

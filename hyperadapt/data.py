@@ -644,8 +644,9 @@ def align_task(task: Task, spec: TaskSpec) -> Task:
         )
     if ours.is_classification and not ours.is_token_level and sorted(ours.labels) != sorted(spec.labels):
         raise HyperAdaptError(
-            f"task {ours.name!r}: the data's labels {ours.labels} are not the model's {spec.labels}; "
-            "to score it as another task, give its entry another name"
+            f"task {ours.name!r}: the data's labels {ours.labels} are not the labels of the model's task "
+            f"{spec.key!r} ({spec.labels}); name the same labels in the folder's task.json, or, if it is "
+            "another task, give it another name (and no --group) to score it as a new task"
         )
     fields_map = dict(zip(ours.text_fields, spec.text_fields))
     index_map = (

@@ -342,8 +342,22 @@ class HyperNetwork(
         for other in self.task_specs:
             if other.key == spec.key and other.language == language:
                 return other
+        # The group's description is its first task's (in that task's language): it is kept only where
+        # it conditions the adapter; otherwise the pair is described as what it is.
+        trained_in = sorted({other.language for other in self.task_specs if other.key == spec.key})
+        description = (
+            spec.description
+            if "description" in self.config.conditioning
+            else f"Task {spec.key} in language {language}, generated for a pair never trained on "
+            f"(the task was trained in {', '.join(trained_in)}): {spec.description}"
+        )
         return dataclasses.replace(
-            spec, name=f"{spec.key}_{language}", language=language, group=spec.key, descriptions=[]
+            spec,
+            name=f"{spec.key}_{language}",
+            language=language,
+            group=spec.key,
+            descriptions=[],
+            description=description,
         )
 
     def spec(self, task: str) -> TaskSpec:

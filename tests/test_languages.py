@@ -83,6 +83,7 @@ def test_generate_for_a_pair_never_trained_writes_a_peft_adapter_that_matches(la
         "sentiment",
     )
     assert "the language `fr`" in info["generated_from"]
+    assert info["task"]["description"].startswith("Task sentiment in language fr, generated for a pair never")
 
     hypernet = load_hypernetwork(hypernet_dir)
     runtime = Runtime(hypernet)

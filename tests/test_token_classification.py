@@ -256,6 +256,8 @@ def test_a_new_language_pair_outside_the_data_scores_like_its_exported_adapter(
         == 0
     )
     assert json.loads(capsys.readouterr().out)["mode"] == "task ner in en"
+    assert main(["eval", hypernet_dir, "--task", folder, "--split", "test"]) == 2  # no --group
+    assert "score it as its group (--group, one of ner, sentiment)" in capsys.readouterr().err
     assert main(["eval", hypernet_dir, "--task", folder, "--group", "ner"]) == 2
     assert (
         "has no 'validation' examples; check the path or split names (it has test)" in capsys.readouterr().err
