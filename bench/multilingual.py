@@ -38,6 +38,8 @@ LABELS = {
 def _train(recipe, conditioning: list[str], tmp: Path):
     recipe = copy.deepcopy(recipe)
     recipe.hypernetwork.conditioning = conditioning
+    if "language" not in conditioning:  # no language embeddings to train on masked text
+        recipe.training = dataclasses.replace(recipe.training, language_modelling=0.0)
     recipe.export_adapters = False
     train(recipe, output_dir=tmp / "run", show_progress=False)
     return load_hypernetwork(tmp / "run" / "hypernetwork")

@@ -395,21 +395,24 @@ class HyperNetwork(
         return Condition(task=spec.key, language=language)
 
     def forward(
-        self, condition: Condition | str
+        self, condition: Condition | str, with_head: bool = True
     ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
         """Generate the adapters for a condition and return them with the task head.
 
         Args:
             condition: A `Condition`, or a training task's name for a name-conditioned hypernetwork.
+            with_head: False returns no head (``{}``): for a condition of no task, such as a
+                language alone in masked language modelling.
 
         Returns:
             ``(adapters, head)``: for each module kind ``(A, B)`` stacked over layers, and the head's
             tensors keyed by their names inside the base model's classifier.
         """
         condition = self._as_condition(condition)
+        head = self.head(condition) if with_head else {}
         if self.generator is None:
-            return {}, self.head(condition)
-        return self.generator(self.conditioner(condition)), self.head(condition)
+            return {}, head
+        return self.generator(self.conditioner(condition)), head
 
     def generator_parameters(self) -> int:
         """Parameters of the shared generator trunk and heads (independent of depth)."""

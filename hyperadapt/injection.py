@@ -278,6 +278,9 @@ class AdaptedModel(nn.Module):
             self.model = get_peft_model(base_model, lora_config(config))  # LoRA or (IA)^3 slots
         self.model.requires_grad_(False)
         self.model.eval()
+        # The encoder below the heads (the same modules, adapters included), for hidden states.
+        self.backbone = base_model.base_model
+        self.backbone_prefix = f"{base_model.base_model_prefix}."
         slots = lora_slots(self.model)
         found = {kind: [layer for layer, _, _ in entries] for kind, entries in slots.items()}
         if found != config.module_layers:
@@ -318,6 +321,26 @@ class AdaptedModel(nn.Module):
                 for slot in slots
                 for name, _ in slot
             }
+
+    def hidden_states(
+        self, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], **inputs: Any
+    ) -> torch.Tensor:
+        """The last hidden states ``[batch, tokens, hidden]`` of the backbone run with the given
+        adapters (no head): what masked language modelling scores."""
+        backbone = self.backbone_prefix
+        params = {
+            name[name.index(backbone) + len(backbone) :]: tensor
+            for name, tensor in self.parameters_for(adapters, {}).items()
+        }
+        outputs = functional_call(
+            self.backbone, params, args=(), kwargs=inputs, strict=False, tie_weights=False
+        )
+        return outputs.last_hidden_state
+
+    @property
+    def word_embeddings(self) -> torch.Tensor:
+        """The base model's (frozen) input word-embedding matrix."""
+        return self.backbone.get_input_embeddings().weight
 
     def train(self, mode: bool = True) -> AdaptedModel:
         # The frozen base always runs in eval mode: its dropout would make generated adapters and

@@ -82,6 +82,13 @@ class TrainingConfig:
         metadata={"help": "Write a resumable checkpoint every N steps and at the end (0: never)."},
     )
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept; older ones are deleted."})
+    language_modelling: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of steps that train the language embeddings by masked language modelling on "
+            "the texts of each language's training tasks (needs language conditioning; 0: never)."
+        },
+    )
     report_to: list[str] | str = field(
         default_factory=list,
         metadata={"help": "accelerate trackers to log to, e.g. [tensorboard] (logs in OUTPUT_DIR/logs)."},
@@ -125,6 +132,9 @@ class TrainingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"training.{name} must be a number >= 0, got {value!r}")
+        value = self.language_modelling
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"training.language_modelling must be a share of steps in [0, 1), got {value!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -574,6 +584,16 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
     except (TypeError, ValueError) as err:
         raise HyperAdaptError(f"recipe: {err}") from None
     _check_kind_settings(hyper, recipe.hypernetwork.adapter)
+    if recipe.training.language_modelling and "language" not in recipe.hypernetwork.conditioning:
+        raise HyperAdaptError(
+            "recipe: training.language_modelling trains language embeddings, but hypernetwork.conditioning "
+            f"({recipe.hypernetwork.conditioning}) has no 'language'; add it, or set language_modelling to 0"
+        )
+    if recipe.training.language_modelling and recipe.hypernetwork.adapter == "none":
+        raise HyperAdaptError(
+            "recipe: training.language_modelling needs generated adapters (hypernetwork.adapter is 'none', "
+            "so the language embeddings change nothing); set it to 0"
+        )
     if recipe.held_out and recipe.hypernetwork.head != "label_semantic":
         # With a head per task, a held-out task can only be a training group in another language.
         keys = {e.group or e.task_name(recipe.base_dir) for e in recipe.tasks}

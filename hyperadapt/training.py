@@ -46,7 +46,7 @@ from .checkpoints import (
     resume_point,
     save_checkpoint,
 )
-from .conditioning import ConditionBuilder, TrainingConditions
+from .conditioning import Condition, ConditionBuilder, TrainingConditions
 from .data import group_problem, language_problem
 from .errors import HyperAdaptError
 from .evaluation import encode_batch, evaluate_hypernetwork, task_loss
@@ -54,6 +54,7 @@ from .files import RunLock, atomic_dir
 from .heads import TaskHeads
 from .hypernetwork import HyperNetwork
 from .injection import AdaptedModel
+from .language_modelling import LanguageTexts, MaskedLanguageModelHead, masked_lm_loss, task_texts
 from .recipe import Recipe
 from .sampling import TaskBatches, TaskSampler
 from .text_encoder import SentenceEncoder
@@ -219,6 +220,11 @@ def _train(
     problem = language_problem([t.spec for t in tasks], [t.spec for t in held_out])
     if problem and "language" in recipe.hypernetwork.conditioning:
         raise HyperAdaptError(f"recipe held_out: {problem}")
+    if cfg.language_modelling and "language" not in recipe.hypernetwork.conditioning:
+        raise HyperAdaptError(
+            "training.language_modelling trains language embeddings, but hypernetwork.conditioning "
+            f"{recipe.hypernetwork.conditioning} has no 'language'; add it, or set language_modelling to 0"
+        )
     data_digest = _data_digest(tasks)
     if saved is not None:
         check_same_data(checkpoint, saved, data_digest, [len(t.splits["train"]) for t in tasks])
@@ -340,14 +346,44 @@ def _train(
         kind_name(hypernet.config) if hyper_cfg.adapter != "none" else "none: heads only",
     )
 
-    optimizer = torch.optim.AdamW(hypernet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    languages = lm_head = None
+    if cfg.language_modelling:
+        if accelerator.state.deepspeed_plugin is not None:
+            raise HyperAdaptError(
+                "training.language_modelling trains a second module beside the hypernetwork, which this "
+                "DeepSpeed setup does not take; set it to 0 or launch without DeepSpeed"
+            )
+        texts: dict[str, list[str]] = {}
+        for t in tasks:
+            texts.setdefault(t.spec.language, []).extend(task_texts(t.spec, t.splits["train"]))
+        languages = LanguageTexts(
+            texts,
+            cfg.language_modelling,
+            tokenizer,
+            cfg.batch_size * world,
+            cfg.max_length,
+            recipe.seed,
+            world,
+        )
+        lm_head = MaskedLanguageModelHead(adapted.word_embeddings.shape[1], adapted.word_embeddings.shape[0])
+        log.info(
+            "language modelling: %.0f%% of the steps, masked text in %s (%s texts)",
+            100 * cfg.language_modelling,
+            ", ".join(languages.languages),
+            ", ".join(str(len(texts[c])) for c in languages.languages),
+        )
+    trained = [*hypernet.parameters(), *(lm_head.parameters() if lm_head is not None else [])]
+    optimizer = torch.optim.AdamW(trained, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(
         cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps
     )
     if accelerator.state.deepspeed_plugin is not None:
         # No dataloader goes through prepare, so DeepSpeed is told the batch size here.
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
-    model, optimizer, scheduler = accelerator.prepare(hypernet, optimizer, scheduler)
+    if lm_head is not None:
+        model, lm_head, optimizer, scheduler = accelerator.prepare(hypernet, lm_head, optimizer, scheduler)
+    else:
+        model, optimizer, scheduler = accelerator.prepare(hypernet, optimizer, scheduler)
 
     sampler = TaskSampler([len(t.splits["train"]) for t in tasks], cfg.temperature, recipe.seed)
     streams = [
@@ -419,6 +455,7 @@ def _train(
             "recipe": recipe_dict,
             "sampler": sampler.state_dict(),
             "streams": [s.state_dict() for s in streams],
+            "language_modelling": languages.state_dict() if languages is not None else None,
             "conditions": conditions.state_dict(),
             "best": {
                 "score": best_score if math.isfinite(best_score) else None,
@@ -432,11 +469,14 @@ def _train(
 
     best_score, best_metrics, best_step, best_state = -math.inf, {}, 0, None
     running, seen, first_step = 0.0, 0, 1
+    lm_running, lm_seen = 0.0, 0
     if checkpoint is not None:
         load_checkpoint(accelerator, checkpoint)
         sampler.load_state_dict(saved["sampler"])
         for stream, state in zip(streams, saved["streams"], strict=True):
             stream.load_state_dict(state)
+        if languages is not None:
+            languages.load_state_dict(saved["language_modelling"])
         conditions.load_state_dict(saved["conditions"])
         best = saved["best"]
         best_score = -math.inf if best["score"] is None else best["score"]
@@ -472,43 +512,66 @@ def _train(
         model.train()
         for step in range(first_step, cfg.max_steps + 1):
             step_loss = torch.zeros((), device=accelerator.device)
+            # A language-modelling step trains a language's embedding on masked text of the
+            # language, with the adapter generated from the language alone.
+            code = languages.language_at(step) if languages is not None else None
             for _ in range(cfg.gradient_accumulation_steps):
                 with accelerator.accumulate(model):
-                    index = sampler()
-                    task = tasks[index]
-                    batch = streams[index].next()
-                    share = len(batch) // world
-                    examples = batch[rank * share : (rank + 1) * share]
-                    inputs, labels = encode_batch(tokenizer, task.spec, examples, cfg.max_length)
+                    if code is None:
+                        index = sampler()
+                        task = tasks[index]
+                        batch = streams[index].next()
+                        share = len(batch) // world
+                        examples = batch[rank * share : (rank + 1) * share]
+                        inputs, labels = encode_batch(tokenizer, task.spec, examples, cfg.max_length)
+                    else:
+                        inputs = languages.batch(code, rank, world)
+                        labels = inputs.pop("labels")
                     inputs = {k: v.to(accelerator.device) for k, v in inputs.items()}
                     labels = labels.to(accelerator.device)
                     with accelerator.autocast():
-                        adapters, head = model(conditions(index))
-                        logits = adapted(adapters, head, per_token=task.spec.is_token_level, **inputs)
-                        loss = task_loss(task.spec, logits, labels)
+                        if code is None:
+                            adapters, head = model(conditions(index))
+                            logits = adapted(adapters, head, per_token=task.spec.is_token_level, **inputs)
+                            loss = task_loss(task.spec, logits, labels)
+                        else:
+                            adapters, _ = model(Condition(language=code), with_head=False)
+                            hidden = adapted.hidden_states(adapters, **inputs)
+                            loss = masked_lm_loss(lm_head, hidden, labels, adapted.word_embeddings)
                     if not torch.isfinite(loss):
+                        where = f"task {task.name!r}" if code is None else f"masked text in {code!r}"
                         raise HyperAdaptError(
-                            f"step {step}: the loss on task {task.name!r} is {loss.item()}; lower "
+                            f"step {step}: the loss on {where} is {loss.item()}; lower "
                             "training.learning_rate or check the task's labels"
                         )
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                        accelerator.clip_grad_norm_(trained, cfg.max_grad_norm)
                     optimizer.step()
                     if accelerator.sync_gradients:
                         scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 step_loss += loss.detach() / cfg.gradient_accumulation_steps
-            running += float(accelerator.reduce(step_loss, reduction="mean"))
-            seen += 1
+            reduced = float(accelerator.reduce(step_loss, reduction="mean"))
+            if code is None:  # the running loss is the tasks' (masked-LM losses are on another scale)
+                running += reduced
+                seen += 1
+            else:
+                lm_running += reduced
+                lm_seen += 1
             progress.update(1)
-            if step % cfg.log_every == 0:
+            if step % cfg.log_every == 0 and seen:
                 lr = scheduler.get_last_lr()[0]
-                progress.set_postfix(loss=f"{running / seen:.4f}", lr=f"{lr:.2e}")
+                shown = {"loss": f"{running / seen:.4f}", "lr": f"{lr:.2e}"}
+                logged = {"train/loss": running / seen, "train/learning_rate": lr}
+                if lm_seen:
+                    shown["lm_loss"] = f"{lm_running / lm_seen:.3f}"
+                    logged["train/lm_loss"] = lm_running / lm_seen
+                progress.set_postfix(**shown)
                 log.debug("step %d loss %.4f", step, running / seen)
                 if cfg.report_to:
-                    accelerator.log({"train/loss": running / seen, "train/learning_rate": lr}, step=step)
-                running, seen = 0.0, 0
+                    accelerator.log(logged, step=step)
+                running, seen, lm_running, lm_seen = 0.0, 0, 0.0, 0
             if step % eval_every == 0 or step == cfg.max_steps:
                 score, metrics = run_eval(step)
                 if score > best_score:

@@ -1,0 +1,149 @@
+"""Masked language modelling for language embeddings.
+
+A language embedding trained only through the labelled tasks of its language learns what those
+tasks need (German sentiment, say), not German. With ``training.language_modelling`` a share of
+the steps trains each language's embedding on its own: the adapter generated from the language
+alone (no task part) runs the frozen base on masked text of that language, and a small masked-LM
+head, tied to the base model's word embeddings, predicts the masked words. The texts are the
+inputs of the training tasks in that language (their labels unused), so a pair never trained on,
+named entities in German, gets a German embedding that has read German.
+
+The head is a training aid: it is trained beside the hypernetwork and kept in resumable
+checkpoints, but it is not part of a saved hypernetwork or an exported adapter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import DataCollatorForLanguageModeling
+
+from .data import TaskSpec
+from .errors import HyperAdaptError
+from .sampling import TaskBatches
+
+
+class MaskedLanguageModelHead(nn.Module):
+    """Predicts masked tokens from the adapted base model's hidden states.
+
+    A dense layer, GELU and LayerNorm, then scores against the base model's (frozen) input word
+    embeddings plus a learned bias per vocabulary entry, as BERT's pre-training head does.
+
+    Args:
+        hidden_size: Width of the base model's hidden states (and of its word embeddings).
+        vocab_size: Rows of the word-embedding matrix.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        """``[tokens, hidden]`` -> ``[tokens, vocab]`` logits."""
+        return self.norm(nn.functional.gelu(self.dense(hidden))) @ word_embeddings.t() + self.bias
+
+
+def task_texts(spec: TaskSpec, examples: list[dict[str, Any]]) -> list[str]:
+    """The input texts of a task's examples, labels dropped (a word list is joined by spaces)."""
+    texts = []
+    for example in examples:
+        for name in spec.text_fields:
+            value = example[name]
+            text = " ".join(value) if isinstance(value, list) else str(value)
+            if text.strip():
+                texts.append(text)
+    return texts
+
+
+class LanguageTexts:
+    """Per-language streams of masked-LM batches and the schedule of steps that use them.
+
+    A step ``s`` is a language-modelling step when ``floor(s * share)`` grows at ``s``, so exactly
+    ``share`` of the steps are (the schedule needs no state to resume); those steps visit the
+    languages in turn.
+
+    Args:
+        texts: For each language code, its texts.
+        share: Share of all steps, in ``(0, 1)``.
+        tokenizer: The base model's tokenizer (it needs a mask token).
+        batch_size: Texts per batch, over all processes.
+        max_length: Tokens per text.
+        seed: Seeds the shuffles.
+        multiple_of: Batch sizes are kept a multiple of this (the number of processes).
+        mlm_probability: Share of tokens masked.
+    """
+
+    def __init__(
+        self,
+        texts: dict[str, list[str]],
+        share: float,
+        tokenizer,
+        batch_size: int,
+        max_length: int,
+        seed: int,
+        multiple_of: int = 1,
+        mlm_probability: float = 0.15,
+    ):
+        if tokenizer.mask_token is None:
+            raise HyperAdaptError(
+                "training.language_modelling needs a base model whose tokenizer has a mask token (an "
+                f"encoder such as BERT or XLM-R); {type(tokenizer).__name__} has none: set it to 0"
+            )
+        empty = [code for code, items in texts.items() if len(items) < multiple_of]
+        if empty:
+            raise HyperAdaptError(f"training.language_modelling: no texts in language(s) {empty}")
+        self.languages = sorted(texts)
+        self.share = share
+        self.max_length = max_length
+        self.tokenizer = tokenizer
+        self.streams = {
+            code: TaskBatches(
+                [{"text": t} for t in texts[code]], batch_size, seed + 1000 + i, multiple_of=multiple_of
+            )
+            for i, code in enumerate(self.languages)
+        }
+        # Masks are drawn from torch's global generator: seeded with the run, and saved with
+        # accelerate's checkpoints, so a resumed run masks as the uninterrupted one would.
+        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability)
+
+    def language_at(self, step: int) -> str | None:
+        """The language step ``step`` (from 1) models, or None for a task step."""
+        done = math.floor(step * self.share)
+        if done == math.floor((step - 1) * self.share):
+            return None
+        return self.languages[(done - 1) % len(self.languages)]
+
+    def batch(self, code: str, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
+        """This process's share of the next batch of ``code``: ``input_ids``, ``attention_mask``
+        (and ``token_type_ids`` where the tokenizer makes them) with some tokens masked, and
+        ``labels``, the original ids at masked positions and -100 elsewhere."""
+        batch = self.streams[code].next()
+        share = len(batch) // world
+        texts = [ex["text"] for ex in batch[rank * share : (rank + 1) * share]]
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        features = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
+        return dict(self.collator(features))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {code: stream.state_dict() for code, stream in self.streams.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for code, stream in self.streams.items():
+            stream.load_state_dict(state[code])
+
+
+def masked_lm_loss(
+    head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, word_embeddings: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of the masked positions only (scoring every position would cost the whole
+    vocabulary for each token)."""
+    masked = labels != -100
+    if not masked.any():  # a batch of very short texts can come out with nothing masked
+        return hidden.sum() * 0.0
+    logits = head(hidden[masked], word_embeddings)
+    return nn.functional.cross_entropy(logits.float(), labels[masked])
