@@ -45,7 +45,9 @@ def test_label_order_and_field_names_are_aligned_to_the_model(trained_run, task_
 def test_other_label_names_are_refused_not_scored(task_dirs, tmp_path):
     reworded = load_task_folder(_reword(task_dirs["single"], tmp_path / "single", ["rotten", "fresh"]))
     original = load_task_folder(task_dirs["single"])
-    with pytest.raises(HyperAdaptError, match=r"labels \['rotten', 'fresh'\] are not the model's"):
+    with pytest.raises(
+        HyperAdaptError, match=r"labels \['rotten', 'fresh'\] are not the labels of the model's task 'single'"
+    ):
         align_task(reworded, original.spec)
 
 
