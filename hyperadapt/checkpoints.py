@@ -255,9 +255,21 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: data}
 
 
+def _training_defaults() -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from .recipe import TrainingConfig
+
+    return _flatten({"training": asdict(TrainingConfig())})
+
+
 def recipe_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted recipe keys whose values differ, ignoring the settings a resumption may change."""
+    """Dotted recipe keys whose values differ, ignoring the settings a resumption may change.
+
+    A training setting missing from the saved recipe (one added to hyperadapt after the
+    checkpoint was written) counts as its default."""
     old, new = _flatten(saved), _flatten(current)
+    old = {**{k: v for k, v in _training_defaults().items() if k in new}, **old}
     keys = sorted(set(old) | set(new))
     return [k for k in keys if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]
 

@@ -33,14 +33,16 @@ class MaskedLanguageModelHead(nn.Module):
     embeddings plus a learned bias per vocabulary entry, as BERT's pre-training head does.
 
     Args:
-        hidden_size: Width of the base model's hidden states (and of its word embeddings).
+        hidden_size: Width of the base model's hidden states.
         vocab_size: Rows of the word-embedding matrix.
+        embedding_size: Width of the word embeddings (default: ``hidden_size``).
     """
 
-    def __init__(self, hidden_size: int, vocab_size: int):
+    def __init__(self, hidden_size: int, vocab_size: int, embedding_size: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        self.norm = nn.LayerNorm(hidden_size)
+        # From the hidden width to the word embeddings' (narrower in ALBERT or ELECTRA).
+        self.dense = nn.Linear(hidden_size, embedding_size or hidden_size)
+        self.norm = nn.LayerNorm(embedding_size or hidden_size)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
@@ -73,7 +75,7 @@ class LanguageTexts:
         tokenizer: The base model's tokenizer (it needs a mask token).
         batch_size: Texts per batch, over all processes.
         max_length: Tokens per text.
-        seed: Seeds the shuffles.
+        seed: Seeds the shuffles and the masks.
         multiple_of: Batch sizes are kept a multiple of this (the number of processes).
         mlm_probability: Share of tokens masked.
     """
@@ -92,7 +94,7 @@ class LanguageTexts:
         if tokenizer.mask_token is None:
             raise HyperAdaptError(
                 "training.language_modelling needs a base model whose tokenizer has a mask token (an "
-                f"encoder such as BERT or XLM-R); {type(tokenizer).__name__} has none: set it to 0"
+                "encoder such as BERT or XLM-R); this one has none: set it to 0"
             )
         empty = [code for code, items in texts.items() if len(items) < multiple_of]
         if empty:
@@ -107,8 +109,7 @@ class LanguageTexts:
             )
             for i, code in enumerate(self.languages)
         }
-        # Masks are drawn from torch's global generator: seeded with the run, and saved with
-        # accelerate's checkpoints, so a resumed run masks as the uninterrupted one would.
+        self.seed = seed
         self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability)
 
     def language_at(self, step: int) -> str | None:
@@ -118,16 +119,27 @@ class LanguageTexts:
             return None
         return self.languages[(done - 1) % len(self.languages)]
 
-    def batch(self, code: str, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
-        """This process's share of the next batch of ``code``: ``input_ids``, ``attention_mask``
-        (and ``token_type_ids`` where the tokenizer makes them) with some tokens masked, and
-        ``labels``, the original ids at masked positions and -100 elsewhere."""
-        batch = self.streams[code].next()
-        share = len(batch) // world
-        texts = [ex["text"] for ex in batch[rank * share : (rank + 1) * share]]
+    def batch(
+        self, code: str, draw: int, rank: int = 0, world: int = 1
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """This process's share of the next batch of ``code``, and the number of masked tokens in
+        the whole batch (all processes' shares); ``draw`` numbers the batch in the run (the step,
+        times the accumulation steps, plus the micro-batch).
+
+        The share holds ``input_ids``, ``attention_mask`` (and ``token_type_ids`` where the
+        tokenizer makes them) with some tokens masked, and ``labels``: the original ids at masked
+        positions, -100 elsewhere. The whole batch is masked at once, from a generator seeded by
+        ``draw``, so N processes mask what one process with N times the batch masks, and a
+        resumed run masks what the uninterrupted one did.
+        """
+        texts = [ex["text"] for ex in self.streams[code].next()]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         features = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
-        return dict(self.collator(features))
+        self.collator.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + draw)
+        batch = dict(self.collator(features))
+        masked = int((batch["labels"] != -100).sum())
+        share = len(texts) // world
+        return {k: v[rank * share : (rank + 1) * share] for k, v in batch.items()}, masked
 
     def state_dict(self) -> dict[str, Any]:
         return {code: stream.state_dict() for code, stream in self.streams.items()}
@@ -138,12 +150,24 @@ class LanguageTexts:
 
 
 def masked_lm_loss(
-    head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, word_embeddings: torch.Tensor
+    head: nn.Module,
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    word_embeddings: torch.Tensor,
+    total_masked: int,
+    world: int = 1,
 ) -> torch.Tensor:
-    """Cross-entropy of the masked positions only (scoring every position would cost the whole
-    vocabulary for each token)."""
+    """Cross-entropy of the masked positions, summed and divided by the masked tokens of the whole
+    batch (times the processes, whose gradients are averaged), so every process's share weighs
+    what it holds. Only masked positions are scored (scoring every position would cost the whole
+    vocabulary for each token).
+
+    The head runs even on a share with nothing masked (very short texts), on one position times
+    zero: every process must take part in the head's gradient exchange.
+    """
     masked = labels != -100
-    if not masked.any():  # a batch of very short texts can come out with nothing masked
-        return hidden.sum() * 0.0
+    if not masked.any():
+        return head(hidden[:, 0], word_embeddings).sum() * 0.0
     logits = head(hidden[masked], word_embeddings)
-    return nn.functional.cross_entropy(logits.float(), labels[masked])
+    summed = nn.functional.cross_entropy(logits.float(), labels[masked], reduction="sum")
+    return summed * world / max(total_masked, 1)

@@ -232,6 +232,11 @@ def _train(
     base = load_sequence_classifier(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     check_inputs_fit(base, tokenizer, cfg.max_length, "training.max_length")
+    if cfg.language_modelling and tokenizer.mask_token is None:
+        raise HyperAdaptError(
+            f"training.language_modelling needs a base model whose tokenizer has a mask token (an encoder "
+            f"such as BERT or XLM-R); {hyper_cfg.base_model}'s has none: set it to 0"
+        )
     # Each run sets up accelerate afresh: its settings (mixed precision, say) live in process-wide
     # singletons that a previous run in this process, or a forked parent, would otherwise leave.
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -365,7 +370,16 @@ def _train(
             recipe.seed,
             world,
         )
-        lm_head = MaskedLanguageModelHead(adapted.word_embeddings.shape[1], adapted.word_embeddings.shape[0])
+        vocab_size, embedding_size = adapted.word_embeddings.shape
+        modelled = math.floor(cfg.max_steps * cfg.language_modelling)
+        if modelled < len(languages.languages):
+            least = math.ceil(1000 * len(languages.languages) / cfg.max_steps) / 1000
+            raise HyperAdaptError(
+                f"training.language_modelling {cfg.language_modelling} of {cfg.max_steps} steps gives "
+                f"{modelled} masked-LM steps, fewer than the {len(languages.languages)} languages; raise it to "
+                f"at least {least} or train longer"
+            )
+        lm_head = MaskedLanguageModelHead(base.config.hidden_size, vocab_size, embedding_size)
         log.info(
             "language modelling: %.0f%% of the steps, masked text in %s (%s texts)",
             100 * cfg.language_modelling,
@@ -515,7 +529,7 @@ def _train(
             # A language-modelling step trains a language's embedding on masked text of the
             # language, with the adapter generated from the language alone.
             code = languages.language_at(step) if languages is not None else None
-            for _ in range(cfg.gradient_accumulation_steps):
+            for micro in range(cfg.gradient_accumulation_steps):
                 with accelerator.accumulate(model):
                     if code is None:
                         index = sampler()
@@ -525,7 +539,9 @@ def _train(
                         examples = batch[rank * share : (rank + 1) * share]
                         inputs, labels = encode_batch(tokenizer, task.spec, examples, cfg.max_length)
                     else:
-                        inputs = languages.batch(code, rank, world)
+                        inputs, total_masked = languages.batch(
+                            code, step * cfg.gradient_accumulation_steps + micro, rank, world
+                        )
                         labels = inputs.pop("labels")
                     inputs = {k: v.to(accelerator.device) for k, v in inputs.items()}
                     labels = labels.to(accelerator.device)
@@ -537,7 +553,9 @@ def _train(
                         else:
                             adapters, _ = model(Condition(language=code), with_head=False)
                             hidden = adapted.hidden_states(adapters, **inputs)
-                            loss = masked_lm_loss(lm_head, hidden, labels, adapted.word_embeddings)
+                            loss = masked_lm_loss(
+                                lm_head, hidden, labels, adapted.word_embeddings, total_masked, world
+                            )
                     if not torch.isfinite(loss):
                         where = f"task {task.name!r}" if code is None else f"masked text in {code!r}"
                         raise HyperAdaptError(

@@ -51,8 +51,7 @@ def test_a_batch_masks_some_tokens_and_labels_only_those(tiny_bert):
     tokenizer = _tokenizer(tiny_bert)
     text = "the quick brown fox jumps over the lazy dog " * 4
     schedule = LanguageTexts({"en": [text] * 8}, 0.5, tokenizer, 8, 40, seed=0)
-    torch.manual_seed(0)
-    batch = schedule.batch("en")
+    batch, total = schedule.batch("en", draw=1)
     original = torch.tensor(tokenizer([text] * 8, truncation=True, max_length=40)["input_ids"])
     masked = batch["labels"] != -100
     assert 0.05 < masked.float().mean() < 0.3  # 15 % of the tokens, give or take
@@ -61,6 +60,33 @@ def test_a_batch_masks_some_tokens_and_labels_only_those(tiny_bert):
     assert (batch["input_ids"][masked] == tokenizer.mask_token_id).float().mean() > 0.5
     special = torch.isin(original, torch.tensor(tokenizer.all_special_ids))
     assert not masked[special].any()  # [CLS], [SEP] and padding are never predicted
+    assert total == int(masked.sum())
+    # Each process takes its rows of the batch one process would draw, masks included.
+    again = LanguageTexts({"en": [text] * 8}, 0.5, tokenizer, 8, 40, seed=0)
+    share, whole = again.batch("en", draw=1, rank=1, world=2)
+    assert whole == total
+    for key, value in share.items():
+        assert torch.equal(value, batch[key][4:]), key
+
+
+def test_the_head_maps_hidden_states_to_narrower_word_embeddings():
+    from hyperadapt.language_modelling import MaskedLanguageModelHead, masked_lm_loss
+
+    head = MaskedLanguageModelHead(hidden_size=32, vocab_size=50, embedding_size=16)  # as in ALBERT
+    embeddings = torch.randn(50, 16)
+    hidden = torch.randn(2, 5, 32, requires_grad=True)
+    labels = torch.full((2, 5), -100)
+    labels[0, 1], labels[1, 3] = 7, 9
+    loss = masked_lm_loss(head, hidden, labels, embeddings, total_masked=2)
+    assert head(hidden[0], embeddings).shape == (5, 50)
+    assert loss.item() > 0
+    # A share with nothing masked still runs the head (every process joins its gradient
+    # exchange), and adds nothing.
+    head.zero_grad()
+    empty = masked_lm_loss(head, hidden, torch.full((2, 5), -100), embeddings, total_masked=2, world=2)
+    empty.backward()
+    assert empty.item() == 0.0
+    assert all(p.grad is not None and not p.grad.any() for p in head.parameters())
 
 
 def test_word_lists_are_joined_into_text():
@@ -90,6 +116,27 @@ def test_bad_language_modelling_settings_are_refused(tiny_bert, tmp_path, change
     with pytest.raises(HyperAdaptError, match="language_modelling") as err:
         parse_recipe(data)
     assert words in str(err.value)
+
+
+def test_too_few_language_modelling_steps_are_refused_before_training(tiny_bert, tmp_path):
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    data = _language_recipe(tiny_bert, tmp_path, 0.25, steps=8)  # 2 steps for 3 languages
+    with pytest.raises(HyperAdaptError, match="gives 2 masked-LM steps, fewer than the 3 languages") as err:
+        train(parse_recipe(data), show_progress=False)
+    assert "at least 0.375" in str(err.value)
+    assert not (tmp_path / "run" / "hypernetwork").exists()
+
+
+def test_a_checkpoint_from_before_the_setting_counts_it_as_off():
+    from hyperadapt.checkpoints import recipe_differences
+
+    old = {"training": {"max_steps": 8}}
+    assert recipe_differences(old, {"training": {"max_steps": 8, "language_modelling": 0.0}}) == []
+    assert recipe_differences(old, {"training": {"max_steps": 8, "language_modelling": 0.25}}) == [
+        "training.language_modelling"
+    ]
 
 
 def test_a_tokenizer_without_a_mask_token_is_refused(tiny_bert, tmp_path):
@@ -168,3 +215,17 @@ def test_a_resumed_run_ends_with_the_uninterrupted_weights(language_modelling_ru
             torch.testing.assert_close(ours[key], value, atol=1e-6, rtol=0, msg=f"{name}: {key}")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["resumed_from"].endswith("step_000004")
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(language_modelling_run, tmp_path):
+    from .test_distributed import _two_process_job
+
+    data, _, _ = language_modelling_run
+    reference = load_file(Path(data["output_dir"]) / "hypernetwork" / "model.safetensors")
+    two = {**data, "output_dir": str(tmp_path / "two"), "training": {**data["training"], "batch_size": 4}}
+    done = _two_process_job("same", two, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [load_file(tmp_path / "weights" / f"rank{r}.safetensors") for r in (0, 1)]
+    for key, value in reference.items():
+        torch.testing.assert_close(ranks[0][key], value, atol=1e-5, rtol=0, msg=key)
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
