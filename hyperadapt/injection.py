@@ -280,7 +280,6 @@ class AdaptedModel(nn.Module):
         self.model.eval()
         # The encoder below the heads (the same modules, adapters included), for hidden states.
         self.backbone = base_model.base_model
-        self.backbone_prefix = f"{base_model.base_model_prefix}."
         slots = lora_slots(self.model)
         found = {kind: [layer for layer, _, _ in entries] for kind, entries in slots.items()}
         if found != config.module_layers:
@@ -306,32 +305,30 @@ class AdaptedModel(nn.Module):
                 "the config is damaged or from another base model"
             )
         self.head_prefix = f"{head_path}."
+        # Adapter parameter names as the backbone sees them (under peft they sit below
+        # base_model.model.{prefix}.).
+        prefix = f"{base_model.base_model_prefix}."
+        self.backbone_names = {
+            name: name[name.index(prefix) + len(prefix) :]
+            for slots in self.param_names.values()
+            for slot in slots
+            for name, _ in slot
+        }
         # Token-level tasks run the same backbone (the same modules, adapters included) through
         # the architecture's token-classification model.
         self.token_model = None
         if config.token_head_name:
             self.token_model = token_view(base_model)
             self.token_head_prefix = f"{config.token_head_name}."
-            backbone = f"{base_model.base_model_prefix}."
-            # Adapter parameter names as the token view sees them (under peft they sit below
-            # base_model.model.).
-            self.token_names = {
-                name: name[name.index(backbone) :]
-                for slots in self.param_names.values()
-                for slot in slots
-                for name, _ in slot
-            }
+            # The token view holds the backbone under its prefix.
+            self.token_names = {name: prefix + inner for name, inner in self.backbone_names.items()}
 
     def hidden_states(
         self, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], **inputs: Any
     ) -> torch.Tensor:
         """The last hidden states ``[batch, tokens, hidden]`` of the backbone run with the given
         adapters (no head): what masked language modelling scores."""
-        backbone = self.backbone_prefix
-        params = {
-            name[name.index(backbone) + len(backbone) :]: tensor
-            for name, tensor in self.parameters_for(adapters, {}).items()
-        }
+        params = {self.backbone_names[k]: v for k, v in self.parameters_for(adapters, {}).items()}
         outputs = functional_call(
             self.backbone, params, args=(), kwargs=inputs, strict=False, tie_weights=False
         )

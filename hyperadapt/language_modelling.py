@@ -62,6 +62,15 @@ def task_texts(spec: TaskSpec, examples: list[dict[str, Any]]) -> list[str]:
     return texts
 
 
+def check_can_mask(tokenizer, base_model: str) -> None:
+    """Refuse a base model whose tokenizer has no mask token (a decoder's, say)."""
+    if tokenizer.mask_token is None:
+        raise HyperAdaptError(
+            "training.language_modelling needs a base model whose tokenizer has a mask token (an encoder "
+            f"such as BERT or XLM-R); {base_model}'s has none: set it to 0"
+        )
+
+
 class LanguageTexts:
     """Per-language streams of masked-LM batches and the schedule of steps that use them.
 
@@ -72,7 +81,7 @@ class LanguageTexts:
     Args:
         texts: For each language code, its texts.
         share: Share of all steps, in ``(0, 1)``.
-        tokenizer: The base model's tokenizer (it needs a mask token).
+        tokenizer: The base model's tokenizer (it needs a mask token: `check_can_mask`).
         batch_size: Texts per batch, over all processes.
         max_length: Tokens per text.
         seed: Seeds the shuffles and the masks.
@@ -91,11 +100,6 @@ class LanguageTexts:
         multiple_of: int = 1,
         mlm_probability: float = 0.15,
     ):
-        if tokenizer.mask_token is None:
-            raise HyperAdaptError(
-                "training.language_modelling needs a base model whose tokenizer has a mask token (an "
-                "encoder such as BERT or XLM-R); this one has none: set it to 0"
-            )
         empty = [code for code, items in texts.items() if len(items) < multiple_of]
         if empty:
             raise HyperAdaptError(f"training.language_modelling: no texts in language(s) {empty}")

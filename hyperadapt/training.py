@@ -54,7 +54,13 @@ from .files import RunLock, atomic_dir
 from .heads import TaskHeads
 from .hypernetwork import HyperNetwork
 from .injection import AdaptedModel
-from .language_modelling import LanguageTexts, MaskedLanguageModelHead, masked_lm_loss, task_texts
+from .language_modelling import (
+    LanguageTexts,
+    MaskedLanguageModelHead,
+    check_can_mask,
+    masked_lm_loss,
+    task_texts,
+)
 from .recipe import Recipe
 from .sampling import TaskBatches, TaskSampler
 from .text_encoder import SentenceEncoder
@@ -220,11 +226,6 @@ def _train(
     problem = language_problem([t.spec for t in tasks], [t.spec for t in held_out])
     if problem and "language" in recipe.hypernetwork.conditioning:
         raise HyperAdaptError(f"recipe held_out: {problem}")
-    if cfg.language_modelling and "language" not in recipe.hypernetwork.conditioning:
-        raise HyperAdaptError(
-            "training.language_modelling trains language embeddings, but hypernetwork.conditioning "
-            f"{recipe.hypernetwork.conditioning} has no 'language'; add it, or set language_modelling to 0"
-        )
     data_digest = _data_digest(tasks)
     if saved is not None:
         check_same_data(checkpoint, saved, data_digest, [len(t.splits["train"]) for t in tasks])
@@ -232,11 +233,8 @@ def _train(
     base = load_sequence_classifier(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     check_inputs_fit(base, tokenizer, cfg.max_length, "training.max_length")
-    if cfg.language_modelling and tokenizer.mask_token is None:
-        raise HyperAdaptError(
-            f"training.language_modelling needs a base model whose tokenizer has a mask token (an encoder "
-            f"such as BERT or XLM-R); {hyper_cfg.base_model}'s has none: set it to 0"
-        )
+    if cfg.language_modelling:
+        check_can_mask(tokenizer, hyper_cfg.base_model)
     # Each run sets up accelerate afresh: its settings (mixed precision, say) live in process-wide
     # singletons that a previous run in this process, or a forked parent, would otherwise leave.
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -370,7 +368,6 @@ def _train(
             recipe.seed,
             world,
         )
-        vocab_size, embedding_size = adapted.word_embeddings.shape
         modelled = math.floor(cfg.max_steps * cfg.language_modelling)
         if modelled < len(languages.languages):
             least = math.ceil(1000 * len(languages.languages) / cfg.max_steps) / 1000
@@ -379,6 +376,7 @@ def _train(
                 f"{modelled} masked-LM steps, fewer than the {len(languages.languages)} languages; raise it to "
                 f"at least {least} or train longer"
             )
+        vocab_size, embedding_size = adapted.word_embeddings.shape
         lm_head = MaskedLanguageModelHead(base.config.hidden_size, vocab_size, embedding_size)
         log.info(
             "language modelling: %.0f%% of the steps, masked text in %s (%s texts)",

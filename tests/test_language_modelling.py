@@ -140,12 +140,13 @@ def test_a_checkpoint_from_before_the_setting_counts_it_as_off():
 
 
 def test_a_tokenizer_without_a_mask_token_is_refused(tiny_bert, tmp_path):
-    from hyperadapt.language_modelling import LanguageTexts
+    from hyperadapt.language_modelling import check_can_mask
 
     tokenizer = _tokenizer(tiny_bert)
     tokenizer.mask_token = None
-    with pytest.raises(HyperAdaptError, match="mask token"):
-        LanguageTexts({"en": ["a film"]}, 0.25, tokenizer, 2, 16, seed=0)
+    with pytest.raises(HyperAdaptError, match="mask token") as err:
+        check_can_mask(tokenizer, "some/decoder")
+    assert "some/decoder's has none" in str(err.value)
 
 
 class _Crash(Exception):
