@@ -153,6 +153,42 @@ class LanguageTexts:
             stream.load_state_dict(state[code])
 
 
+def language_modelling_parts(
+    tasks: list, tokenizer, adapted, cfg, seed: int, world: int, log
+) -> tuple[LanguageTexts, MaskedLanguageModelHead]:
+    """The texts of each training task's language and a fresh masked-LM head for a run.
+
+    Args:
+        tasks: The training tasks (`Task`); their training inputs are the texts.
+        adapted: The `AdaptedModel` (its word embeddings size the head).
+        cfg: The run's `TrainingConfig`.
+
+    Raises:
+        HyperAdaptError: when the share gives fewer masked-LM steps than there are languages.
+    """
+    texts: dict[str, list[str]] = {}
+    for task in tasks:
+        texts.setdefault(task.spec.language, []).extend(task_texts(task.spec, task.splits["train"]))
+    share, steps = cfg.language_modelling, cfg.max_steps
+    languages = LanguageTexts(texts, share, tokenizer, cfg.batch_size * world, cfg.max_length, seed, world)
+    modelled, needed = math.floor(steps * share), len(languages.languages)
+    if modelled < needed:
+        raise HyperAdaptError(
+            f"training.language_modelling {share} of {steps} steps gives {modelled} masked-LM steps, fewer "
+            f"than the {needed} languages; raise it to at least {math.ceil(1000 * needed / steps) / 1000} "
+            "or train longer"
+        )
+    vocab_size, embedding_size = adapted.word_embeddings.shape
+    head = MaskedLanguageModelHead(adapted.backbone.config.hidden_size, vocab_size, embedding_size)
+    log.info(
+        "language modelling: %.0f%% of the steps, masked text in %s (%s texts)",
+        100 * share,
+        ", ".join(languages.languages),
+        ", ".join(str(len(texts[code])) for code in languages.languages),
+    )
+    return languages, head
+
+
 def masked_lm_loss(
     head: nn.Module,
     hidden: torch.Tensor,

@@ -54,13 +54,7 @@ from .files import RunLock, atomic_dir
 from .heads import TaskHeads
 from .hypernetwork import HyperNetwork
 from .injection import AdaptedModel
-from .language_modelling import (
-    LanguageTexts,
-    MaskedLanguageModelHead,
-    check_can_mask,
-    masked_lm_loss,
-    task_texts,
-)
+from .language_modelling import check_can_mask, language_modelling_parts, masked_lm_loss
 from .recipe import Recipe
 from .sampling import TaskBatches, TaskSampler
 from .text_encoder import SentenceEncoder
@@ -356,34 +350,7 @@ def _train(
                 "training.language_modelling trains a second module beside the hypernetwork, which this "
                 "DeepSpeed setup does not take; set it to 0 or launch without DeepSpeed"
             )
-        texts: dict[str, list[str]] = {}
-        for t in tasks:
-            texts.setdefault(t.spec.language, []).extend(task_texts(t.spec, t.splits["train"]))
-        languages = LanguageTexts(
-            texts,
-            cfg.language_modelling,
-            tokenizer,
-            cfg.batch_size * world,
-            cfg.max_length,
-            recipe.seed,
-            world,
-        )
-        modelled = math.floor(cfg.max_steps * cfg.language_modelling)
-        if modelled < len(languages.languages):
-            least = math.ceil(1000 * len(languages.languages) / cfg.max_steps) / 1000
-            raise HyperAdaptError(
-                f"training.language_modelling {cfg.language_modelling} of {cfg.max_steps} steps gives "
-                f"{modelled} masked-LM steps, fewer than the {len(languages.languages)} languages; raise it to "
-                f"at least {least} or train longer"
-            )
-        vocab_size, embedding_size = adapted.word_embeddings.shape
-        lm_head = MaskedLanguageModelHead(base.config.hidden_size, vocab_size, embedding_size)
-        log.info(
-            "language modelling: %.0f%% of the steps, masked text in %s (%s texts)",
-            100 * cfg.language_modelling,
-            ", ".join(languages.languages),
-            ", ".join(str(len(texts[c])) for c in languages.languages),
-        )
+        languages, lm_head = language_modelling_parts(tasks, tokenizer, adapted, cfg, recipe.seed, world, log)
     trained = [*hypernet.parameters(), *(lm_head.parameters() if lm_head is not None else [])]
     optimizer = torch.optim.AdamW(trained, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(

@@ -190,12 +190,13 @@ def test_training_with_language_modelling_saves_a_plain_hypernetwork(language_mo
 
 def test_a_resumed_run_ends_with_the_uninterrupted_weights(language_modelling_run, tmp_path, monkeypatch):
     import hyperadapt.training as training
+    from hyperadapt.language_modelling import LanguageTexts
     from hyperadapt.recipe import parse_recipe
 
     data, _, _ = language_modelling_run
     data = {**data, "output_dir": str(tmp_path / "run")}
     calls = {"n": 0}
-    original = training.LanguageTexts.batch
+    original = LanguageTexts.batch
 
     def batch(self, *args, **kwargs):
         calls["n"] += 1
@@ -204,7 +205,7 @@ def test_a_resumed_run_ends_with_the_uninterrupted_weights(language_modelling_ru
         return original(self, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(training.LanguageTexts, "batch", batch)
+        patch.setattr(LanguageTexts, "batch", batch)
         with pytest.raises(_Crash):
             training.train(parse_recipe(data), show_progress=False)
     result = training.train(parse_recipe(data), show_progress=False, resume="latest")
