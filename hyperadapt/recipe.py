@@ -589,12 +589,17 @@ def parse_recipe(data: Any, source: str | None = None) -> Recipe:
             "recipe: training.language_modelling trains language embeddings, but hypernetwork.conditioning "
             f"({recipe.hypernetwork.conditioning}) has no 'language'; add it, or set language_modelling to 0"
         )
+    if recipe.training.language_modelling and recipe.hypernetwork.is_causal_lm:
+        raise HyperAdaptError(
+            "recipe: training.language_modelling is masked language modelling, which a causal LM "
+            "(model_class causal_lm) does not do; set it to 0"
+        )
     if recipe.training.language_modelling and recipe.hypernetwork.adapter == "none":
         raise HyperAdaptError(
             "recipe: training.language_modelling needs generated adapters (hypernetwork.adapter is 'none', "
             "so the language embeddings change nothing); set it to 0"
         )
-    if recipe.held_out and recipe.hypernetwork.head != "label_semantic":
+    if recipe.held_out and not recipe.hypernetwork.open_tasks:
         # With a head per task, a held-out task can only be a training group in another language.
         keys = {e.group or e.task_name(recipe.base_dir) for e in recipe.tasks}
         unknown = [e for e in recipe.held_out if e.group and e.group not in keys]

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from torch import nn
 
-from .base_model import load_sequence_classifier, load_tokenizer, looks_like_path
+from .base_model import load_base, load_tokenizer, looks_like_path
 from .conditioning import Condition, ConditionBuilder
 from .data import Task, TaskSpec, load_task_folder
 from .errors import HyperAdaptError
@@ -77,7 +77,7 @@ class Runtime:
     def __init__(self, hypernet: HyperNetwork, base_model: str | None = None):
         self.hypernet = hypernet.eval()
         name = base_model or hypernet.config.base_model
-        base = load_sequence_classifier(name, revision=hypernet.config.base_model_revision)
+        base = load_base(hypernet.config, name=name)
         check_base_matches(hypernet.config, base, name)
         self.base_model = base
         self.adapted: nn.Module = AdaptedModel(base, hypernet.config)

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base_model import check_inputs_fit, load_sequence_classifier, load_tokenizer
+from .base_model import check_inputs_fit, load_base, load_tokenizer
 from .cards import kind_name
+from .causal_lm import TextToText
 from .checkpoints import (
     CHECKPOINTS,
     LOGS,
@@ -210,6 +211,10 @@ def _train(
         raise HyperAdaptError("training.mixed_precision 'fp16' needs a GPU; on CPU use 'bf16' or 'no'")
     tasks = recipe.load_tasks()
     held_out = recipe.load_held_out()
+    for t in [*tasks, *held_out]:
+        problem = recipe.hypernetwork.causal_task_problem(t.spec.task_type)
+        if problem:
+            raise HyperAdaptError(f"recipe: task {t.name!r}: {problem}")
     token_tasks = [t.name for t in [*tasks, *held_out] if t.spec.is_token_level]
     problem = recipe.hypernetwork.token_task_problem() if token_tasks else None
     if problem:
@@ -224,7 +229,7 @@ def _train(
     if saved is not None:
         check_same_data(checkpoint, saved, data_digest, [len(t.splits["train"]) for t in tasks])
     hyper_cfg = recipe.hypernetwork
-    base = load_sequence_classifier(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
+    base = load_base(hyper_cfg)
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     check_inputs_fit(base, tokenizer, cfg.max_length, "training.max_length")
     if cfg.language_modelling:
@@ -333,6 +338,10 @@ def _train(
     # reported, never used to pick the checkpoint.
     eval_conditions.update({t.name: builder.build(t.spec) for t in held_out})
     adapted = AdaptedModel(base, hypernet.config).to(accelerator.device)
+    # A causal LM's tasks are prompts and targets, their fixed parts tokenised once per task.
+    prompts = (
+        [TextToText(tokenizer, t.spec, cfg.max_length) for t in tasks] if hyper_cfg.is_causal_lm else None
+    )
     log.info(
         "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules (%s)",
         f"{hypernet.num_parameters():,}",
@@ -502,7 +511,10 @@ def _train(
                         batch = streams[index].next()
                         share = len(batch) // world
                         examples = batch[rank * share : (rank + 1) * share]
-                        inputs, labels = encode_batch(tokenizer, task.spec, examples, cfg.max_length)
+                        if prompts is not None:
+                            inputs, labels = prompts[index].training_batch(examples)
+                        else:
+                            inputs, labels = encode_batch(tokenizer, task.spec, examples, cfg.max_length)
                     else:
                         inputs, total_masked = languages.batch(
                             code, step * cfg.gradient_accumulation_steps + micro, rank, world
@@ -511,7 +523,10 @@ def _train(
                     inputs = {k: v.to(accelerator.device) for k, v in inputs.items()}
                     labels = labels.to(accelerator.device)
                     with accelerator.autocast():
-                        if code is None:
+                        if code is None and prompts is not None:
+                            adapters, _ = model(conditions(index))
+                            loss = adapted.target_loss(adapters, labels, **inputs)
+                        elif code is None:
                             adapters, head = model(conditions(index))
                             logits = adapted(adapters, head, per_token=task.spec.is_token_level, **inputs)
                             loss = task_loss(task.spec, logits, labels)

@@ -191,3 +191,46 @@ def described_run(tiny_bert, task_dirs, tmp_path_factory):
     )
     data["tasks"][0]["descriptions"] = ["Is the review positive?", "Tell good reviews from bad ones."]
     return train(parse_recipe(data), show_progress=False)
+
+
+def make_tiny_llama(path: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """A random Llama-architecture causal LM with SmolLM2's tokenizer (and chat template)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hyperadapt.base_model import load_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = load_tokenizer("smollm2")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        # Wide enough embeddings that the (tied) output layer can make some tokens likely at all.
+        initializer_range=0.3,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    return str(make_tiny_llama(tmp_path_factory.mktemp("tiny_llama")))
+
+
+def causal_recipe(base: str, tasks: dict[str, str], out: Path, text_encoder: str, steps: int = 6) -> dict:
+    """A tiny recipe for a causal-LM hypernetwork conditioned on descriptions."""
+    data = tiny_recipe(base, tasks, out, steps=steps, max_length=96)
+    data["hypernetwork"].update(
+        model_class="causal_lm", conditioning=["description"], text_encoder=text_encoder
+    )
+    return data

@@ -88,7 +88,7 @@ def test_base_weights_are_bit_identical_after_training(tiny_bert, task_dirs, tmp
     from .conftest import tiny_recipe
 
     captured = {}
-    original = training.load_sequence_classifier
+    original = training.load_base
 
     def capture(*args, **kwargs):
         model = original(*args, **kwargs)
@@ -96,7 +96,7 @@ def test_base_weights_are_bit_identical_after_training(tiny_bert, task_dirs, tmp
         captured["before"] = {k: v.clone() for k, v in model.state_dict().items()}
         return model
 
-    monkeypatch.setattr(training, "load_sequence_classifier", capture)
+    monkeypatch.setattr(training, "load_base", capture)
     training.train(
         parse_recipe(tiny_recipe(tiny_bert, task_dirs, tmp_path / "out", steps=8)), show_progress=False
     )

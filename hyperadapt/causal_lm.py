@@ -1,0 +1,238 @@
+"""Tasks for a causal language model: each example becomes a prompt and a target text.
+
+With ``model_class: causal_lm`` a classification task is text to text. The prompt holds the
+task's instruction (its description and its labels' words, with their meanings) and the input;
+the target is the true label's words followed by the end-of-turn token. Training scores the target
+tokens only; evaluation ranks the labels by the summed log-likelihood of their target tokens under
+the adapted model, so a task with labels never seen needs nothing new.
+
+Where the tokenizer has a chat template (SmolLM2-Instruct has one), the prompt is one user turn and
+the answer is the assistant's turn; otherwise it is plain text ending in ``Answer:``. The input
+part of the prompt is truncated to fit ``max_length``; the instruction and the answer never are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import Task, TaskSpec
+from .errors import HyperAdaptError
+
+IGNORE = -100
+# Marks where the input goes when the chat template renders the turn around it.
+_SLOT = "\u2063HYPERADAPT_INPUT\u2063"
+
+
+def label_words(label: str) -> str:
+    """The words a label is written as in a target: ``not_entailment`` -> ``not entailment``."""
+    return label.replace("_", " ").strip()
+
+
+def instruction(spec: TaskSpec) -> str:
+    """The task's instruction: its description, then the labels to answer with and their meanings."""
+    options = []
+    for label in spec.labels:
+        meaning = spec.label_descriptions.get(label)
+        options.append(f"{label_words(label)} ({meaning.strip()})" if meaning else label_words(label))
+    head = spec.description.strip() or f"Task: {spec.name.replace('_', ' ')}."
+    return f"{head}\nAnswer with one of: {'; '.join(options)}."
+
+
+def input_text(spec: TaskSpec, example: dict[str, Any]) -> str:
+    """An example's input: the text, or each field of a pair on its own line under its name."""
+    if len(spec.text_fields) == 1:
+        return str(example[spec.text_fields[0]])
+    return "\n".join(f"{name}: {example[name]}" for name in spec.text_fields)
+
+
+@dataclass
+class PromptFormat:
+    """How prompts and targets are laid out for one tokenizer.
+
+    ``before`` and ``after`` surround the input; a target is the label's words and ``end`` (the
+    end-of-turn token). `render` gives the full prompt text for any task and input, which is what
+    a user of an exported adapter writes before calling ``generate()``.
+    """
+
+    chat: bool
+    end: str
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer) -> PromptFormat:
+        end = tokenizer.eos_token or ""
+        return cls(chat=bool(getattr(tokenizer, "chat_template", None)), end=end)
+
+    def around(self, tokenizer, spec: TaskSpec) -> tuple[str, str]:
+        """The prompt text before and after the input."""
+        if self.chat:
+            turn = [{"role": "user", "content": f"{instruction(spec)}\n\n{_SLOT}"}]
+            rendered = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+            before, _, after = rendered.partition(_SLOT)
+            return before, after
+        return f"{instruction(spec)}\n\nInput: ", "\nAnswer:"
+
+    def target(self, label: str) -> str:
+        words = label_words(label)
+        return (words if self.chat else f" {words}") + self.end
+
+    def render(self, tokenizer, spec: TaskSpec, example: dict[str, Any]) -> str:
+        """The whole prompt for one example (what follows it is the answer)."""
+        before, after = self.around(tokenizer, spec)
+        return before + input_text(spec, example) + after
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+class TextToText:
+    """Tokenised prompts and targets of one task for one tokenizer (the fixed parts tokenised once).
+
+    Args:
+        tokenizer: The causal LM's tokenizer.
+        spec: A classification task.
+        max_length: Tokens per sequence (prompt and target); the input is cut to fit.
+    """
+
+    def __init__(self, tokenizer, spec: TaskSpec, max_length: int):
+        if not spec.is_classification or spec.is_token_level:
+            raise HyperAdaptError(
+                f"task {spec.name!r} is {spec.task_type}; a causal LM takes classification tasks (a prompt "
+                "and the label's words); use model_class classifier for it"
+            )
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.format = PromptFormat.for_tokenizer(tokenizer)
+        before, after = self.format.around(tokenizer, spec)
+        bos = tokenizer.bos_token_id
+        # A plain prompt starts as the model's texts start; a chat template writes its own markers.
+        self.before = ([bos] if bos is not None and not self.format.chat else []) + _ids(tokenizer, before)
+        self.after = _ids(tokenizer, after)
+        self.targets = [_ids(tokenizer, self.format.target(label)) for label in spec.labels]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise HyperAdaptError(
+                f"the tokenizer ({type(tokenizer).__name__}) has neither a padding nor an end token, so "
+                "batches of prompts cannot be padded; give it a pad_token"
+            )
+        self.pad = pad
+        fixed = len(self.before) + len(self.after) + max(len(t) for t in self.targets)
+        self.budget = max_length - fixed
+        if self.budget < 1:
+            raise HyperAdaptError(
+                f"task {spec.name!r}: its instruction and answer take {fixed} tokens, which leaves no room for "
+                f"the input within max_length={max_length}; set max_length to {fixed + 64} or more, or "
+                "shorten the task's description"
+            )
+
+    def sequence(self, example: dict[str, Any], label: int) -> tuple[list[int], list[int]]:
+        """Token ids of prompt + target for one label, and their labels (``IGNORE`` on the prompt)."""
+        text = _ids(self.tokenizer, input_text(self.spec, example))[: self.budget]
+        prompt = self.before + text + self.after
+        target = self.targets[label]
+        return prompt + target, [IGNORE] * len(prompt) + target
+
+    def batch(self, rows: list[tuple[dict[str, Any], int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Right-padded ``input_ids`` and ``attention_mask``, and the labels, of (example, label) rows."""
+        pairs = [self.sequence(example, label) for example, label in rows]
+        width = max(len(ids) for ids, _ in pairs)
+        input_ids = torch.full((len(pairs), width), self.pad, dtype=torch.long)
+        attention = torch.zeros((len(pairs), width), dtype=torch.long)
+        labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
+        for row, (ids, targets) in enumerate(pairs):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+            labels[row, : len(ids)] = torch.tensor(targets)
+        return {"input_ids": input_ids, "attention_mask": attention}, labels
+
+    def training_batch(self, examples: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Each example with its own label's target."""
+        return self.batch([(ex, int(ex["label"])) for ex in examples])
+
+    def choices_batch(self, examples: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Each example once per label (example-major), for ranking the labels."""
+        return self.batch([(ex, label) for ex in examples for label in range(len(self.spec.labels))])
+
+
+def target_log_likelihood(hidden: torch.Tensor, lm_head: nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    """The summed log-probability of each row's target tokens, ``[rows]``.
+
+    Args:
+        hidden: The last hidden states ``[rows, tokens, hidden]``.
+        lm_head: The model's output layer (hidden states to vocabulary logits).
+        labels: ``[rows, tokens]``, the target tokens and `IGNORE` elsewhere.
+
+    Only the positions that predict a target token go through the output layer, so the logits of
+    the whole vocabulary are never held for every position.
+    """
+    scored = labels[:, 1:] != IGNORE  # position t predicts token t + 1
+    rows = torch.arange(len(labels), device=labels.device).unsqueeze(1).expand_as(scored)[scored]
+    logits = lm_head(hidden[:, :-1][scored]).float()
+    picked = logits.log_softmax(-1).gather(-1, labels[:, 1:][scored].unsqueeze(-1)).squeeze(-1)
+    return torch.zeros(len(labels), device=picked.device, dtype=picked.dtype).index_add(0, rows, picked)
+
+
+def target_loss(hidden: torch.Tensor, lm_head: nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the target tokens of a batch (the causal-LM training loss)."""
+    scored = labels[:, 1:] != IGNORE
+    logits = lm_head(hidden[:, :-1][scored]).float()
+    return nn.functional.cross_entropy(logits, labels[:, 1:][scored])
+
+
+@torch.no_grad()
+def evaluate_choices(
+    log_likelihood: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor],
+    tokenizer,
+    task: Task,
+    split: str = "validation",
+    batch_size: int = 64,
+    max_length: int = 128,
+    max_examples: int | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Score a classification task by ranking its labels' likelihoods.
+
+    Args:
+        log_likelihood: From a batch's inputs and labels to each row's summed target log-probability.
+        batch_size: Sequences per forward pass (each example is one sequence per label).
+
+    Returns:
+        Accuracy, macro F1 and MCC of the most likely labels, plus ``n``.
+    """
+    from .evaluation import batches
+    from .metrics import compute_metrics
+
+    examples = task.splits.get(split) or []
+    if not examples:
+        raise HyperAdaptError(f"task {task.name!r} has no {split!r} examples; splits: {sorted(task.splits)}")
+    if max_examples:
+        examples = examples[:max_examples]
+    prompts = TextToText(tokenizer, task.spec, max_length)
+    n_labels = len(task.spec.labels)
+    preds, refs = [], []
+    for chunk in batches(examples, max(1, batch_size // n_labels)):
+        inputs, labels = prompts.choices_batch(chunk)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        scores = log_likelihood(inputs, labels.to(device)).reshape(len(chunk), n_labels)
+        preds.extend(scores.argmax(-1).tolist())
+        refs.extend(int(ex["label"]) for ex in chunk)
+    metrics = compute_metrics(task.spec.task_type, preds, refs, task.spec.labels)
+    metrics["n"] = len(refs)
+    return metrics
+
+
+def peft_log_likelihood(model: nn.Module) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+    """`evaluate_choices`' scorer for a plain (peft-wrapped) ``AutoModelForCausalLM``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone, lm_head = base.base_model, base.get_output_embeddings()
+
+    def score(inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        hidden = backbone(**inputs).last_hidden_state
+        return target_log_likelihood(hidden, lm_head, labels)
+
+    return score
