@@ -32,8 +32,9 @@ def environment() -> dict:
     }
 
 
-def write_report(out_dir: Path, results: dict, markdown: str) -> None:
-    """Write ``results.json`` and ``report.md`` (each through a temporary file) and print the table."""
+def write_report(out_dir: Path, results: dict, markdown: str, quiet: bool = False) -> None:
+    """Write ``results.json`` and ``report.md`` (each through a temporary file) and print the table
+    (unless ``quiet``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("results.json", json.dumps(results, indent=2, default=str)), ("report.md", markdown)):
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
@@ -45,8 +46,9 @@ def write_report(out_dir: Path, results: dict, markdown: str) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-    print(markdown)
-    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'report.md'}")
+    if not quiet:
+        print(markdown)
+        print(f"wrote {out_dir / 'results.json'} and {out_dir / 'report.md'}")
 
 
 def check_out_folder(given: str) -> Path:
