@@ -39,26 +39,48 @@ from hyperadapt.training import train
 TRAINED = {"hyperadapt": {}, "multitask_lora": {"conditioning": []}}
 
 
-def _check(args, recipe) -> None:
+QUICK = {"seeds": [0], "steps": 30, "max_eval": 20, "max_eval_train": 5}
+FULL = {"seeds": [0, 1, 2], "steps": 150, "max_eval": 100, "max_eval_train": 20}
+
+
+def settle(args):
+    """Fill in the settings not given (--quick's or the full run's), check them, and load the recipe
+    and its tasks, all before anything trains.
+
+    Raises:
+        HyperAdaptError: naming the option (or the recipe) and the fix.
+    """
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("steps", "max_eval", "max_eval_train"):
+        if getattr(args, name) < 1:
+            raise HyperAdaptError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
+    if len(set(args.seeds)) != len(args.seeds) or any(not 0 <= s < 2**32 for s in args.seeds):
+        raise HyperAdaptError(f"--seeds takes distinct numbers in 0..{2**32 - 1}, got {args.seeds}")
+    recipe = load_recipe(args.recipe)
     if not recipe.hypernetwork.is_causal_lm:
         raise HyperAdaptError(
-            f"--recipe {args.recipe} is not for a causal LM (hypernetwork.model_class causal_lm)"
+            f"{args.recipe} is not for a causal LM; set hypernetwork.model_class: causal_lm (see "
+            "recipes/decoder_zero_shot.yaml)"
+        )
+    if "description" not in recipe.hypernetwork.conditioning:
+        raise HyperAdaptError(
+            f"{args.recipe}: hypernetwork.conditioning {recipe.hypernetwork.conditioning} has no 'description'; "
+            "this benchmark generates adapters for new tasks from their descriptions"
         )
     if not recipe.held_out:
         raise HyperAdaptError(
-            f"--recipe {args.recipe} holds out no task (held_out:); nothing to score zero-shot"
+            f"{args.recipe} holds out no task (held_out:); add the tasks to score zero-shot"
         )
-    if "description" not in recipe.hypernetwork.conditioning:
-        raise HyperAdaptError(f"--recipe {args.recipe} is not conditioned on descriptions")
-    for name in ("steps", "max_eval", "max_eval_train"):
-        if getattr(args, name) < 1:
-            raise HyperAdaptError(f"--{name.replace('_', '-')} must be 1 or more")
+    recipe.load_tasks(), recipe.load_held_out()  # a missing folder or a bad task, now
+    check_out_folder(args.out)
+    return recipe
 
 
 def run(args) -> dict:
-    recipe = load_recipe(args.recipe)
-    _check(args, recipe)
-    out_dir = check_out_folder(args.out)
+    recipe = settle(args)
+    out_dir = Path(args.out)
     held = recipe.load_held_out()
     max_length = recipe.training.max_length
     evals = {"split": "test", "max_examples": args.max_eval, "max_length": max_length, "batch_size": 32}
@@ -215,25 +237,22 @@ def markdown(results: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="recipes/decoder_zero_shot.yaml", help="(default: %(default)s)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", help=f"(default: {FULL['seeds']})")
+    parser.add_argument("--steps", type=int, help=f"training steps per model (default: {FULL['steps']})")
     parser.add_argument(
-        "--steps", type=int, default=150, help="training steps per model (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--max-eval", type=int, default=100, help="test examples per held-out task (default: %(default)s)"
+        "--max-eval", type=int, help=f"test examples per held-out task (default: {FULL['max_eval']})"
     )
     parser.add_argument(
         "--max-eval-train",
         type=int,
-        default=20,
-        help="validation examples per training task, scored once at the end (default: %(default)s)",
+        help=f"validation examples per training task, scored once at the end (default: {FULL['max_eval_train']})",
     )
     parser.add_argument("--out", default="bench/results/decoder", help="(default: %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 30 steps, 20 examples: a smoke test")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 seed, 30 steps, 20 examples (where not given): a smoke test"
+    )
 
 
 def main(args) -> None:
-    if args.quick:
-        args.seeds, args.steps, args.max_eval, args.max_eval_train = [0], 30, 20, 5
     results = run(args)
     write_report(Path(args.out), results, markdown(results))

@@ -202,3 +202,102 @@ def test_multilingual_targets_read_the_figures():
     assert met[0].endswith(", met.") and met[1].endswith(", met.")
     missed = multilingual.targets({"runs": [run(0.4, 0.4, 0.45, 0.5, 0.6)]})
     assert missed[0].endswith("NOT met.") and missed[1].endswith("NOT met.")
+
+
+@pytest.fixture()
+def decoder_recipe(tiny_llama, tiny_bert, tmp_path) -> Path:
+    import yaml
+
+    from .conftest import causal_recipe
+
+    tasks = {n: str(write_task(tmp_path / n, n)) for n in ("a", "b")}
+    data = causal_recipe(tiny_llama, tasks, tmp_path / "run", tiny_bert, steps=2)
+    data["held_out"] = [{"folder": str(write_task(tmp_path / "new", "new"))}]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "recipe.yaml"
+
+
+def _decoder_args(recipe: Path, out: Path, *extra: str):
+    from bench import decoder
+
+    parser = argparse.ArgumentParser()
+    decoder.add_arguments(parser)
+    return parser.parse_args(["--recipe", str(recipe), "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize(
+    "extra, change, words",
+    [
+        (["--steps", "0"], None, "--steps must be 1 or more, got 0"),
+        (["--max-eval-train", "0"], None, "--max-eval-train must be 1 or more"),
+        (["--seeds", "1", "1"], None, "--seeds takes distinct numbers"),
+        (
+            [],
+            {"model_class": "classifier", "head": "label_semantic"},
+            "is not for a causal LM; set hypernetwork.model_class: causal_lm",
+        ),
+        ([], {"conditioning": ["name"]}, "has no 'description'"),
+        ([], {"held_out": None}, "holds out no task"),
+    ],
+)
+def test_bad_decoder_settings_are_refused_before_anything_trains(
+    decoder_recipe, tmp_path, extra, change, words
+):
+    import yaml
+
+    from bench import decoder
+
+    if change:
+        data = yaml.safe_load(decoder_recipe.read_text())
+        for key, value in change.items():
+            if key == "held_out":
+                del data["held_out"]
+            else:
+                data["hypernetwork"][key] = value
+        decoder_recipe.write_text(yaml.safe_dump(data))
+    with pytest.raises(HyperAdaptError) as err:
+        decoder.settle(_decoder_args(decoder_recipe, tmp_path / "out", *extra))
+    assert words in str(err.value)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
+
+
+def test_decoder_quick_keeps_the_settings_given(decoder_recipe, tmp_path):
+    from bench import decoder
+
+    args = _decoder_args(decoder_recipe, tmp_path / "out", "--quick", "--steps", "7")
+    decoder.settle(args)
+    assert (args.seeds, args.steps, args.max_eval, args.max_eval_train) == ([0], 7, 20, 5)
+    full = _decoder_args(decoder_recipe, tmp_path / "out")
+    decoder.settle(full)
+    assert (full.seeds, full.steps, full.max_eval) == ([0, 1, 2], 150, 100)
+
+
+def test_decoder_targets_read_the_figures():
+    from bench import decoder
+
+    class Task:
+        def __init__(self, name):
+            self.name = name
+
+    def results(ours, random, shared, base):
+        runs = [
+            {
+                "seed": seed,
+                "scores": {
+                    "hyperadapt": {"t": {"zero_shot": ours[seed], "random_description": random[seed]}},
+                    "multitask_lora": {"t": {"zero_shot": shared[seed]}},
+                },
+            }
+            for seed in range(2)
+        ]
+        return {"runs": runs, "no_adapter": {"t": base}}
+
+    met = decoder._summarise(results([0.7, 0.6], [0.5, 0.5], [0.6, 0.6], 0.5), [Task("t")])
+    assert met["targets"] == {
+        "beats_no_adapter": True,
+        "beats_multitask_lora": True,
+        "right_beats_random_description": True,
+    }
+    assert met["hyperadapt"]["zero_shot"]["_average"]["mean"] == pytest.approx(0.65)
+    missed = decoder._summarise(results([0.6, 0.6], [0.6, 0.6], [0.6, 0.7], 0.7), [Task("t")])
+    assert not any(missed["targets"].values())
