@@ -1,4 +1,4 @@
-"""``python -m bench {run,zero-shot,multilingual,decoder,kinds,chunking} [--quick]``: see each benchmark module's docstring."""
+"""``python -m bench {run,zero-shot,multilingual,decoder,decoder-cost,kinds,chunking} [--quick]``: see each benchmark module's docstring."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
 
-    from bench import adapter_kinds, chunking, decoder, multilingual, report, zero_shot
+    from bench import adapter_kinds, chunking, decoder, decoder_cost, multilingual, report, zero_shot
 
     benchmarks = {
         "run": (report, "quality, speed, memory and scaling against peft LoRA, with a report"),
         "zero-shot": (zero_shot, "leave-tasks-out zero-/few-shot evaluation"),
         "multilingual": (multilingual, "task x language pairs never trained on (recipes/multilingual.yaml)"),
         "decoder": (decoder, "zero-shot for a causal LM (recipes/decoder_zero_shot.yaml)"),
+        "decoder-cost": (decoder_cost, "a causal LM's training step and memory, with and without checkpointing"),
         "kinds": (adapter_kinds, "LoRA, (IA)^3 and bottleneck adapters against peft LoRA per task"),
         "chunking": (chunking, "generator size and step time, chunked and not, by hidden size"),
     }

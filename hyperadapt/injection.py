@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
 
 from .base_model import (
     default_feedforward_modules,
@@ -233,6 +234,46 @@ def lora_slots(model: nn.Module) -> dict[str, list[tuple[int, str, nn.Module]]]:
     return {kind: sorted(entries, key=lambda e: e[0]) for kind, entries in slots.items()}
 
 
+def _block_path(module_name: str) -> str:
+    """The numbered block a module sits in (``...layers.3.self_attn.q_proj`` -> ``...layers.3``)."""
+    kind = module_kind(module_name)
+    return module_name.removesuffix(f".{kind}")
+
+
+def _tensor_at(module: nn.Module, name: str) -> torch.Tensor:
+    owner, _, attribute = name.rpartition(".")
+    return getattr(module.get_submodule(owner) if owner else module, attribute)
+
+
+def _checkpoint_block(block: nn.Module, names: list[str]) -> None:
+    """Run ``block`` under activation checkpointing, its generated tensors ``names`` passed in."""
+    if getattr(block, "_hyperadapt_checkpointed", False):
+        return
+    inner = block.forward
+    recomputing = False
+
+    def run(values: tuple[torch.Tensor, ...], args: tuple, kwargs: dict) -> Any:
+        nonlocal recomputing
+        recomputing = True  # the block's own forward, with these tensors in its slots
+        try:
+            return functional_call(
+                block, dict(zip(names, values, strict=True)), args, kwargs, strict=False, tie_weights=False
+            )
+        finally:
+            recomputing = False
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        if recomputing or not torch.is_grad_enabled():
+            return inner(*args, **kwargs)
+        # Under the caller's functional_call the slots hold the generated tensors: read them here,
+        # hand them to the checkpoint, and so to its recomputation in the backward pass.
+        values = tuple(_tensor_at(block, name) for name in names)
+        return checkpoint(lambda *v: run(v, args, kwargs), *values, use_reentrant=False)
+
+    block.forward = forward
+    block._hyperadapt_checkpointed = True
+
+
 def slot_tensors(
     config: HyperNetConfig, module_name: str, kind: str
 ) -> list[tuple[str, tuple[int, ...] | None]]:
@@ -318,6 +359,25 @@ class AdaptedModel(nn.Module):
             # The token view holds the backbone under its prefix.
             self.token_names = {name: prefix + inner for name, inner in self.backbone_names.items()}
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Keep only each adapted block's inputs in the forward pass and recompute the rest in the
+        backward pass: less memory for activations, one more forward pass of compute.
+
+        Each block holding adapter slots is run under ``torch.utils.checkpoint`` (non-reentrant)
+        with the generated tensors it uses passed in explicitly, so the recomputation sees the same
+        adapter as the forward pass (the slots' own frozen placeholders are not what was used).
+        Only where gradients are being recorded; evaluation runs the blocks as they are.
+        """
+        blocks: dict[str, list[str]] = {}
+        for entries in lora_slots(self.model).values():
+            for _, name, _ in entries:
+                block = _block_path(name)
+                names = blocks.setdefault(block, [])
+                for full, _ in slot_tensors(self.config, name, module_kind(name)):
+                    names.append(full.removeprefix(f"{block}."))
+        for block, names in blocks.items():
+            _checkpoint_block(self.model.get_submodule(block), names)
+
     @property
     def lm_head(self) -> nn.Module:
         """A causal LM's (frozen) output layer, from hidden states to vocabulary logits."""
@@ -368,6 +428,8 @@ class AdaptedModel(nn.Module):
         """The last hidden states ``[batch, tokens, hidden]`` of the backbone run with the given
         adapters (no head): what masked language modelling scores."""
         params = {self.backbone_names[k]: v for k, v in self.parameters_for(adapters, {}).items()}
+        if self.config.is_causal_lm:
+            inputs = {"use_cache": False, **inputs}  # scoring one pass: no key/value cache to keep
         outputs = functional_call(
             self.backbone, params, args=(), kwargs=inputs, strict=False, tie_weights=False
         )

@@ -76,6 +76,13 @@ class TrainingConfig:
     )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'bf16' or 'fp16' (GPU only)."})
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep only each adapted block's inputs and recompute its activations in the backward "
+            "pass: less memory, about one more forward pass of compute per step."
+        },
+    )
     log_every: int = field(default=20, metadata={"help": "Log the running loss every N steps."})
     save_every: int = field(
         default=0,
@@ -137,6 +144,10 @@ class TrainingConfig:
             raise ValueError(f"training.language_modelling must be a share of steps in [0, 1), got {value!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ValueError(
+                f"training.gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"
+            )
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(
                 f"training.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}"

@@ -338,6 +338,8 @@ def _train(
     # reported, never used to pick the checkpoint.
     eval_conditions.update({t.name: builder.build(t.spec) for t in held_out})
     adapted = AdaptedModel(base, hypernet.config).to(accelerator.device)
+    if cfg.gradient_checkpointing:
+        adapted.enable_gradient_checkpointing()
     # A causal LM's tasks are prompts and targets, their fixed parts tokenised once per task.
     prompts = (
         [TextToText(tokenizer, t.spec, cfg.max_length) for t in tasks] if hyper_cfg.is_causal_lm else None
