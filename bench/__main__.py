@@ -24,7 +24,10 @@ def main() -> None:
         "zero-shot": (zero_shot, "leave-tasks-out zero-/few-shot evaluation"),
         "multilingual": (multilingual, "task x language pairs never trained on (recipes/multilingual.yaml)"),
         "decoder": (decoder, "zero-shot for a causal LM (recipes/decoder_zero_shot.yaml)"),
-        "decoder-cost": (decoder_cost, "a causal LM's training step and memory, with and without checkpointing"),
+        "decoder-cost": (
+            decoder_cost,
+            "a causal LM's training step and memory, with and without checkpointing",
+        ),
         "kinds": (adapter_kinds, "LoRA, (IA)^3 and bottleneck adapters against peft LoRA per task"),
         "chunking": (chunking, "generator size and step time, chunked and not, by hidden size"),
     }

@@ -5,8 +5,9 @@ gradient checkpointing.
     python -m bench decoder-cost --quick
 
 One training step on a batch of real prompts (a task of ../shared/data rendered as the decoder
-recipe renders it): the generated LoRA (hyperadapt, description-conditioned), the same with
-``training.gradient_checkpointing``, and a plain peft LoRA of the same rank on the same modules,
+recipe renders it): the generated LoRA (hyperadapt), the same with
+``training.gradient_checkpointing``, the same again with the frozen base in bfloat16
+(``training.base_dtype``), and a plain peft LoRA of the same rank on the same modules (float32),
 each scoring the answer tokens only. Step times are medians measured side by side in one process
 (interleaved after warm-up) and given as ratios to the peft LoRA; peak resident memory while
 training is measured for each in a fresh process (after the model is loaded).
@@ -26,7 +27,7 @@ from bench.common import check_out_folder, environment, write_report
 from bench.steps import interleaved_medians
 from hyperadapt.errors import HyperAdaptError
 
-KINDS = ("peft_lora", "hyperadapt", "hyperadapt_checkpointing")
+KINDS = ("peft_lora", "hyperadapt", "hyperadapt_checkpointing", "hyperadapt_bfloat16_checkpointing")
 QUICK = {"batch": 2, "max_length": 96, "repeats": 2, "memory_steps": 1}
 FULL = {"batch": 8, "max_length": 192, "repeats": 5, "memory_steps": 3}
 
@@ -46,7 +47,7 @@ def contender(kind: str, base_model: str, task_folder: str, batch: int, max_leng
     inputs, labels = TextToText(load_tokenizer(base_model), task.spec, max_length).training_batch(
         task.splits["train"][:batch]
     )
-    base = load_causal_lm(base_model)
+    base = load_causal_lm(base_model, dtype=torch.bfloat16 if "bfloat16" in kind else None)
     if kind == "peft_lora":
         config = LoraConfig(
             r=rank,
@@ -68,7 +69,7 @@ def contender(kind: str, base_model: str, task_folder: str, batch: int, max_leng
         )
         hypernet = HyperNetwork.build(config, [task.spec], base)
         adapted = AdaptedModel(base, hypernet.config)
-        if kind == "hyperadapt_checkpointing":
+        if kind.endswith("_checkpointing"):
             adapted.enable_gradient_checkpointing()
         params = list(hypernet.parameters())
 
@@ -183,7 +184,7 @@ def markdown(results: dict) -> str:
         )
     lines += [
         "",
-        f"Base {s['base_model']} in float32 on CPU; LoRA rank 8 on the same modules; one batch of {s['batch']} "
+        f"Base {s['base_model']} on CPU, in float32 except for the bfloat16 row; LoRA rank 8 on the same modules; one batch of {s['batch']} "
         f"prompts of {Path(s['task']).name} (up to {s['max_length']} tokens), loss on the answer tokens. Step "
         f"times: medians of {s['repeats']} interleaved steps in one process; memory: peak resident set over "
         f"{s['memory_steps']} steps in a fresh process per contender.",

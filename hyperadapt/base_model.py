@@ -224,19 +224,26 @@ def load_causal_lm(
     return _load_frozen(AutoModelForCausalLM, name_or_path, None, revision, dtype)
 
 
-def load_base(config, num_labels: int = 1, token_level: bool = False, name: str | None = None) -> nn.Module:
+def load_base(
+    config,
+    num_labels: int = 1,
+    token_level: bool = False,
+    name: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
     """The frozen base model a hypernetwork config is for: its causal LM, or its sequence (or token)
     classifier with ``num_labels`` outputs.
 
     Args:
         config: A `HyperNetConfig` (its ``base_model``, ``base_model_revision``, ``model_class``).
         name: Overrides ``config.base_model`` (the same model from elsewhere).
+        dtype: The weights' precision (default: float32).
     """
     name = name or config.base_model
     if config.model_class == "causal_lm":
-        return load_causal_lm(name, revision=config.base_model_revision)
+        return load_causal_lm(name, revision=config.base_model_revision, dtype=dtype)
     loader = load_token_classifier if token_level else load_sequence_classifier
-    return loader(name, num_labels=num_labels, revision=config.base_model_revision)
+    return loader(name, num_labels=num_labels, revision=config.base_model_revision, dtype=dtype)
 
 
 def _load_frozen(

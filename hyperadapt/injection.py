@@ -323,6 +323,8 @@ class AdaptedModel(nn.Module):
             self.model = get_peft_model(base_model, lora_config(config))  # LoRA or (IA)^3 slots
         self.model.requires_grad_(False)
         self.model.eval()
+        # The frozen weights' precision (training.base_dtype); generated tensors are float32.
+        self.base_dtype = base_model.get_input_embeddings().weight.dtype
         # The encoder below the heads (the same modules, adapters included), for hidden states.
         self.backbone = base_model.base_model
         slots = lora_slots(self.model)
@@ -451,12 +453,16 @@ class AdaptedModel(nn.Module):
         self, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], head: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         params = {}
+        # peft keeps LoRA and (IA)^3 weights in float32 on a lower-precision base and casts its
+        # inputs; bottleneck adapters and heads compute in the base's precision.
+        cast = self.config.adapter == "bottleneck"
         for kind, tensors in adapters.items():
             for i, slot in enumerate(self.param_names[kind]):
                 for (name, shape), stacked in zip(slot, tensors, strict=True):
-                    params[name] = stacked[i] if shape is None else stacked[i].reshape(shape)
+                    tensor = stacked[i] if shape is None else stacked[i].reshape(shape)
+                    params[name] = tensor.to(self.base_dtype) if cast else tensor
         for name, tensor in head.items():
-            params[self.head_prefix + name] = tensor
+            params[self.head_prefix + name] = tensor.to(self.base_dtype)
         return params
 
     def forward(
@@ -478,7 +484,7 @@ class AdaptedModel(nn.Module):
                     "this hypernetwork has no token-classification head (it has no token-level task)"
                 )
             params = {self.token_names[k]: v for k, v in self.parameters_for(adapters, {}).items()}
-            params.update({self.token_head_prefix + name: tensor for name, tensor in head.items()})
+            params.update({self.token_head_prefix + n: t.to(self.base_dtype) for n, t in head.items()})
             model = self.token_model
         else:
             params = self.parameters_for(adapters, head)

@@ -46,6 +46,9 @@ LR_SCHEDULERS = (
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "trackio", "swanlab")
 
 
+BASE_DTYPES = ("float32", "bfloat16", "float16")
+
+
 @dataclass
 class TrainingConfig:
     """How the hypernetwork is trained.
@@ -76,6 +79,13 @@ class TrainingConfig:
     )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'bf16' or 'fp16' (GPU only)."})
+    base_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "Precision of the frozen base model's weights while training: 'float32', 'bfloat16' "
+            "(half the memory; the generated adapters stay float32) or 'float16' (GPU only)."
+        },
+    )
     gradient_checkpointing: bool = field(
         default=False,
         metadata={
@@ -144,6 +154,10 @@ class TrainingConfig:
             raise ValueError(f"training.language_modelling must be a share of steps in [0, 1), got {value!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.base_dtype not in BASE_DTYPES:
+            close = difflib.get_close_matches(str(self.base_dtype), BASE_DTYPES, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(BASE_DTYPES)}"
+            raise ValueError(f"training.base_dtype {self.base_dtype!r} is not supported; {hint}")
         if not isinstance(self.gradient_checkpointing, bool):
             raise ValueError(
                 f"training.gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"

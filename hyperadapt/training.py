@@ -209,6 +209,8 @@ def _train(
             )
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise HyperAdaptError("training.mixed_precision 'fp16' needs a GPU; on CPU use 'bf16' or 'no'")
+    if cfg.base_dtype == "float16" and not torch.cuda.is_available():
+        raise HyperAdaptError("training.base_dtype 'float16' needs a GPU; on CPU use 'bfloat16' or 'float32'")
     tasks = recipe.load_tasks()
     held_out = recipe.load_held_out()
     for t in [*tasks, *held_out]:
@@ -229,7 +231,7 @@ def _train(
     if saved is not None:
         check_same_data(checkpoint, saved, data_digest, [len(t.splits["train"]) for t in tasks])
     hyper_cfg = recipe.hypernetwork
-    base = load_base(hyper_cfg)
+    base = load_base(hyper_cfg, dtype=getattr(torch, cfg.base_dtype))
     tokenizer = load_tokenizer(hyper_cfg.base_model, revision=hyper_cfg.base_model_revision)
     check_inputs_fit(base, tokenizer, cfg.max_length, "training.max_length")
     if cfg.language_modelling:

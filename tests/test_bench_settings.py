@@ -301,3 +301,34 @@ def test_decoder_targets_read_the_figures():
     assert met["hyperadapt"]["zero_shot"]["_average"]["mean"] == pytest.approx(0.65)
     missed = decoder._summarise(results([0.6, 0.6], [0.6, 0.6], [0.6, 0.7], 0.7), [Task("t")])
     assert not any(missed["targets"].values())
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--batch", "0"], "--batch must be 1 or more"),
+        (["--repeats", "-1"], "--repeats must be 1 or more"),
+        (["--max-length", "16"], "--max-length must be in 32..2048"),
+        (["--task", "/nonexistent/task"], "is not a task folder"),
+    ],
+)
+def test_bad_decoder_cost_settings_are_refused_before_anything_loads(task_dirs, tmp_path, extra, words):
+    from bench import decoder_cost
+
+    parser = argparse.ArgumentParser()
+    decoder_cost.add_arguments(parser)
+    args = parser.parse_args(["--task", task_dirs["single"], "--out", str(tmp_path / "out"), *extra])
+    with pytest.raises(HyperAdaptError, match=words):
+        decoder_cost.settle(args)
+
+
+def test_decoder_cost_quick_keeps_the_settings_given(task_dirs, tmp_path):
+    from bench import decoder_cost
+
+    parser = argparse.ArgumentParser()
+    decoder_cost.add_arguments(parser)
+    args = parser.parse_args(
+        ["--task", task_dirs["single"], "--out", str(tmp_path), "--quick", "--batch", "3"]
+    )
+    decoder_cost.settle(args)
+    assert (args.batch, args.max_length, args.repeats) == (3, 96, 2)
