@@ -53,6 +53,7 @@ RESUMABLE_CHANGES = (
     "training.save_every",
     "training.save_total_limit",
     "training.report_to",
+    "training.gradient_checkpointing",  # the same gradients, recomputed
 )
 
 

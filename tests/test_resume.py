@@ -268,6 +268,22 @@ def test_resume_may_change_how_often_it_logs_and_saves(unfinished, capsys):
     assert (out / "metrics.json").is_file()
 
 
+def test_resume_may_turn_on_gradient_checkpointing_and_ends_with_the_same_weights(uninterrupted, unfinished):
+    _, reference = uninterrupted
+    recipe, out = unfinished
+    args = [
+        "train",
+        str(recipe),
+        "--no-progress",
+        "--resume",
+        "latest",
+        "training.gradient_checkpointing=true",
+    ]
+    assert main(args) == 0
+    for name, tensor in _weights(reference)["final"].items():
+        assert torch.allclose(tensor, _weights(out)["final"][name], atol=1e-6), name
+
+
 def test_a_finished_run_has_nothing_to_resume(uninterrupted, capsys, tmp_path):
     data, reference = uninterrupted
     recipe = _write_recipe(tmp_path, data)
