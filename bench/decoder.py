@@ -73,7 +73,10 @@ def settle(args):
         raise HyperAdaptError(
             f"{args.recipe} holds out no task (held_out:); add the tasks to score zero-shot"
         )
-    recipe.load_tasks(), recipe.load_held_out()  # a missing folder or a bad task, now
+    for task in [*recipe.load_tasks(), *recipe.load_held_out()]:  # a missing folder or a bad task, now
+        problem = recipe.hypernetwork.causal_task_problem(task.spec.task_type)
+        if problem:
+            raise HyperAdaptError(f"{args.recipe}: task {task.name!r}: {problem}")
     check_out_folder(args.out)
     return recipe
 

