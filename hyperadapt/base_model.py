@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import importlib.util
 import logging
 import os
@@ -271,7 +273,8 @@ def _load_frozen(
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
     try:
-        model = auto_class.from_pretrained(location, revision=revision, dtype=dtype, **kwargs)
+        with _quiet_gguf_reader() if gguf else contextlib.nullcontext():
+            model = auto_class.from_pretrained(location, revision=revision, dtype=dtype, **kwargs)
     except Exception as err:  # noqa: BLE001 - reworded below; nothing is half-loaded
         raise HyperAdaptError(_load_problem(name_or_path, location, gguf, auto_class, err)) from None
     finally:
@@ -288,6 +291,23 @@ def _load_frozen(
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+@contextlib.contextmanager
+def _quiet_gguf_reader():
+    """Without the progress bar that transformers' GGUF reader draws on every load (hyperadapt loads
+    the base for training, evaluation and each exported adapter); its own bars stay."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as reader
+    except ImportError:  # a transformers without GGUF support fails on its own terms below
+        yield
+        return
+    bar = reader.tqdm
+    reader.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        reader.tqdm = bar
 
 
 def _is_encoder(config) -> bool:

@@ -168,7 +168,7 @@ def hypernetwork_card(
         ),
         base_model=base_id if portable else None,
         language=languages,
-        pipeline_tag="text-classification",
+        pipeline_tag="text-generation" if cfg.is_causal_lm else "text-classification",
         model_name=name if eval_results else None,
         eval_results=eval_results or None,
     )
@@ -220,6 +220,7 @@ def hypernetwork_card(
         repo_ref=ref,
         example_task=example.name if example else "TASK",
         example_num_labels=example.num_outputs if example else 2,
+        causal_lm=cfg.is_causal_lm,
     )
 
 

@@ -400,6 +400,13 @@ def _train(
         # Every process scores the same tasks with the same weights (so this also works where
         # the hypernetwork is sharded); the ranks' scores are compared to catch a diverged job.
         unwrapped = accelerator.unwrap_model(model)
+        log.info(
+            "step %d: scoring %d tasks on validation (up to %d examples each)%s",
+            step,
+            len(tasks) + len(held_out),
+            cfg.max_eval_examples,
+            "; a causal LM scores every label of every example" if hyper_cfg.is_causal_lm else "",
+        )
         metrics = {
             t.name: evaluate_hypernetwork(
                 unwrapped, adapted, tokenizer, t, eval_conditions[t.name], **eval_kwargs

@@ -489,3 +489,24 @@ def test_an_encoder_or_a_damaged_gguf_file_as_causal_base_is_named(tiny_bert, tm
         (cut / gguf.name).write_bytes(source.read(3000))
     with pytest.raises(HyperAdaptError, match="cannot read the GGUF file .* damaged or truncated: reinstall"):
         load_causal_lm(str(cut))
+
+
+def test_the_hypernetwork_card_shows_a_causal_lm_and_its_snippet_runs(causal_run, tmp_path):
+    card = (causal_run.hypernetwork_dir / "README.md").read_text()
+    assert "pipeline_tag: text-generation" in card and "AutoModelForCausalLM" in card
+    assert "Task head" not in card and "plus the task head" not in card
+    snippet = card.split("```python")[-1].split("```")[0].replace("an input text", "a fine film")
+    script = (
+        "import sys\n"
+        + snippet
+        + "\nassert 'hyperadapt' not in sys.modules and answer.shape[1] > 1\nprint('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=causal_run.hypernetwork_dir.parent,  # where adapters/single was exported
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
