@@ -47,22 +47,26 @@ def _loss_and_grads(config, task, base_name, checkpointed: bool, dtype=torch.flo
     return loss.detach(), grads
 
 
-@pytest.mark.parametrize(
-    ("model", "adapter"),
-    [("llama", "lora"), ("bert", "lora"), ("bert", "ia3"), ("bert", "bottleneck")],
-)
-def test_checkpointed_blocks_give_the_same_loss_and_gradients(
-    model, adapter, tiny_llama, tiny_bert, task_dirs
-):
-    base = tiny_llama if model == "llama" else tiny_bert
-    task = load_task_folder(task_dirs["single"])
-    config = HyperNetConfig(
+MODELS_AND_ADAPTERS = [("llama", "lora"), ("bert", "lora"), ("bert", "ia3"), ("bert", "bottleneck")]
+
+
+def _config(base: str, model: str, adapter: str) -> HyperNetConfig:
+    return HyperNetConfig(
         base_model=base,
         model_class="causal_lm" if model == "llama" else "classifier",
         adapter=adapter,
         lora_rank=4,
         generator_width=16,
     )
+
+
+@pytest.mark.parametrize(("model", "adapter"), MODELS_AND_ADAPTERS)
+def test_checkpointed_blocks_give_the_same_loss_and_gradients(
+    model, adapter, tiny_llama, tiny_bert, task_dirs
+):
+    base = tiny_llama if model == "llama" else tiny_bert
+    task = load_task_folder(task_dirs["single"])
+    config = _config(base, model, adapter)
     loss, grads = _loss_and_grads(config, task, base, checkpointed=False)
     loss_ckpt, grads_ckpt = _loss_and_grads(config, task, base, checkpointed=True)
     assert torch.allclose(loss, loss_ckpt, atol=1e-6)
@@ -133,22 +137,13 @@ def load_safetensors(folder):
     return load_file(str(Path(folder) / "model.safetensors"))
 
 
-@pytest.mark.parametrize(
-    ("model", "adapter"),
-    [("llama", "lora"), ("bert", "lora"), ("bert", "ia3"), ("bert", "bottleneck")],
-)
+@pytest.mark.parametrize(("model", "adapter"), MODELS_AND_ADAPTERS)
 def test_bfloat16_base_gives_nearly_the_same_loss_and_gradients(
     model, adapter, tiny_llama, tiny_bert, task_dirs
 ):
     base = tiny_llama if model == "llama" else tiny_bert
     task = load_task_folder(task_dirs["single"])
-    config = HyperNetConfig(
-        base_model=base,
-        model_class="causal_lm" if model == "llama" else "classifier",
-        adapter=adapter,
-        lora_rank=4,
-        generator_width=16,
-    )
+    config = _config(base, model, adapter)
     loss, grads = _loss_and_grads(config, task, base, checkpointed=False)
     half, half_grads = _loss_and_grads(config, task, base, checkpointed=True, dtype=torch.bfloat16)
     assert half.dtype == torch.float32 and abs(float(half) - float(loss)) < 0.02 * float(loss)
