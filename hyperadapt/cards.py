@@ -207,7 +207,7 @@ def hypernetwork_card(
                 "name": s.name,
                 "task_type": s.task_type,
                 "language": s.language,
-                "labels": ", ".join(s.labels) if s.labels else "score",
+                "labels": ", ".join(s.labels) if s.labels else ("free text" if s.is_generation else "score"),
                 "description": " ".join((s.description or "").split()).replace("|", "/"),
             }
             for s in specs

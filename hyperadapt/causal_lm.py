@@ -24,6 +24,8 @@ from .data import Task, TaskSpec
 from .errors import HyperAdaptError
 
 IGNORE = -100
+# Tokens a free-text answer may take (its end of turn included), in training and when generating.
+ANSWER_TOKENS = 32
 # Marks where the input goes when the chat template renders the turn around it.
 _SLOT = "\u2063HYPERADAPT_INPUT\u2063"
 
@@ -62,12 +64,15 @@ def check_answers(spec: TaskSpec) -> None:
 
 
 def instruction(spec: TaskSpec) -> str:
-    """The task's instruction: its description, then the labels to answer with and their meanings."""
+    """The task's instruction: its description, then the labels to answer with and their meanings
+    (a text_generation task's answer is free text: its description alone)."""
+    head = spec.description.strip() or f"Task: {spec.name.replace('_', ' ')}."
+    if spec.is_generation:
+        return head
     options = []
     for label in spec.labels:
         meaning = spec.label_descriptions.get(label)
         options.append(f"{label_words(label)} ({meaning.strip()})" if meaning else label_words(label))
-    head = spec.description.strip() or f"Task: {spec.name.replace('_', ' ')}."
     return f"{head}\nAnswer with one of: {'; '.join(options)}."
 
 
@@ -105,8 +110,11 @@ class PromptFormat:
         return f"{instruction(spec)}\n\nInput: ", "\nAnswer:"
 
     def target(self, label: str) -> str:
-        words = label_words(label)
-        return (words if self.chat else f" {words}") + self.end
+        return self.answer(label_words(label)) + self.end
+
+    def answer(self, text: str) -> str:
+        """Answer words as they follow the prompt (after a space in a plain prompt)."""
+        return text if self.chat else f" {text}"
 
     def render(self, tokenizer, spec: TaskSpec, example: dict[str, Any]) -> str:
         """The whole prompt for one example (what follows it is the answer)."""
@@ -129,11 +137,18 @@ class TextToText:
             or None where it is the model's own limit.
     """
 
-    def __init__(self, tokenizer, spec: TaskSpec, max_length: int, setting: str | None = "max_length"):
-        if not spec.is_classification or spec.is_token_level:
+    def __init__(
+        self,
+        tokenizer,
+        spec: TaskSpec,
+        max_length: int,
+        setting: str | None = "max_length",
+        answer_tokens: int = ANSWER_TOKENS,
+    ):
+        if not (spec.is_classification or spec.is_generation) or spec.is_token_level:
             raise HyperAdaptError(
-                f"task {spec.name!r} is {spec.task_type}; a causal LM takes classification tasks (a prompt "
-                "and the label's words); use model_class classifier for it"
+                f"task {spec.name!r} is {spec.task_type}; a causal LM takes classification and text_generation "
+                "tasks (a prompt and the answer's words); use model_class classifier for it"
             )
         check_answers(spec)
         self.tokenizer = tokenizer
@@ -142,9 +157,14 @@ class TextToText:
         before, after = self.format.around(tokenizer, spec)
         bos = tokenizer.bos_token_id
         # A plain prompt starts as the model's texts start; a chat template writes its own markers.
-        self.before = ([bos] if bos is not None and not self.format.chat else []) + _ids(tokenizer, before)
+        self.start = [bos] if bos is not None and not self.format.chat else []
+        self.before_text, self.after_text = before, after
+        self.before = self.start + _ids(tokenizer, before)
         self.after = _ids(tokenizer, after)
         self.targets = [_ids(tokenizer, self.format.target(label)) for label in spec.labels]
+        self.end = _ids(tokenizer, self.format.end)
+        # A free-text answer gets up to answer_tokens tokens (the end of the turn included).
+        self.answer_tokens = answer_tokens
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad is None:
             raise HyperAdaptError(
@@ -152,7 +172,9 @@ class TextToText:
                 "batches of prompts cannot be padded; give it a pad_token"
             )
         self.pad = pad
-        fixed = len(self.before) + len(self.after) + max(len(t) for t in self.targets)
+        answer = max(len(t) for t in self.targets) if self.targets else answer_tokens
+        # Two tokens of slack: the prompt is tokenised whole, and its junctions may merge differently.
+        fixed = len(self.before) + len(self.after) + answer + 2
         self.budget = max_length - fixed
         if self.budget < 1 and setting is None:
             raise HyperAdaptError(
@@ -166,11 +188,28 @@ class TextToText:
                 "shorten the task's description"
             )
 
-    def sequence(self, example: dict[str, Any], label: int) -> tuple[list[int], list[int]]:
-        """Token ids of prompt + target for one label, and their labels (``IGNORE`` on the prompt)."""
-        text = _ids(self.tokenizer, input_text(self.spec, example))[: self.budget]
-        prompt = self.before + text + self.after
-        target = self.targets[label]
+    def prompt(self, example: dict[str, Any]) -> list[int]:
+        """Token ids of one example's prompt (its input cut to fit), which the answer follows."""
+        # Tokenised whole, as a user's generate() call tokenises before + input + after: byte-level BPE
+        # merges whitespace across the junctions, so parts tokenised apart would give other ids.
+        text = input_text(self.spec, example)
+        ids = _ids(self.tokenizer, text)
+        if len(ids) > self.budget:
+            text = self.tokenizer.decode(ids[: self.budget])
+        return self.start + _ids(self.tokenizer, self.before_text + text + self.after_text)
+
+    def target_ids(self, label: int | str) -> list[int]:
+        """A label's answer tokens, or a free-text answer's (cut to ``answer_tokens``), with the end."""
+        if isinstance(label, str):
+            words = _ids(self.tokenizer, self.format.answer(label))
+            return words[: max(1, self.answer_tokens - len(self.end))] + self.end
+        return self.targets[label]
+
+    def sequence(self, example: dict[str, Any], label: int | str) -> tuple[list[int], list[int]]:
+        """Token ids of prompt + target for one label (an index, or a free-text answer), and their
+        labels (``IGNORE`` on the prompt)."""
+        prompt = self.prompt(example)
+        target = self.target_ids(label)
         return prompt + target, [IGNORE] * len(prompt) + target
 
     def batch(self, rows: list[tuple[dict[str, Any], int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -187,7 +226,9 @@ class TextToText:
         return {"input_ids": input_ids, "attention_mask": attention}, labels
 
     def training_batch(self, examples: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Each example with its own label's target."""
+        """Each example with its own label's target (or its free-text answer)."""
+        if self.spec.is_generation:
+            return self.batch([(ex, str(ex["label"])) for ex in examples])
         return self.batch([(ex, int(ex["label"])) for ex in examples])
 
     def choices_batch(self, examples: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -260,6 +301,104 @@ def evaluate_choices(
     metrics = compute_metrics(task.spec.task_type, preds, refs, task.spec.labels)
     metrics["n"] = len(refs)
     return metrics
+
+
+@torch.no_grad()
+def greedy_answers(
+    hidden_states: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    lm_head: nn.Module,
+    prompts: TextToText,
+    examples: list[dict[str, Any]],
+    max_new_tokens: int | None = None,
+    device: torch.device | str = "cpu",
+) -> list[str]:
+    """Each example's answer, written greedily after its prompt until the end of the turn.
+
+    Args:
+        hidden_states: From right-padded ``input_ids`` and ``attention_mask`` to the last hidden
+            states (the adapted model's, or a peft model's).
+        lm_head: The model's output layer.
+        max_new_tokens: Default: the answer room of ``prompts`` (``answer_tokens``).
+
+    Without a key/value cache each new token re-reads the whole sequence, so this is for short
+    answers; right padding leaves every real position's output as it is unpadded.
+    """
+    steps = max_new_tokens or prompts.answer_tokens
+    rows = [prompts.prompt(ex) for ex in examples]
+    written: list[list[int]] = [[] for _ in rows]
+    stops = {prompts.end[0]} if len(prompts.end) == 1 else set()
+    if prompts.tokenizer.eos_token_id is not None:
+        stops.add(prompts.tokenizer.eos_token_id)
+    live = list(range(len(rows)))
+    for _ in range(steps):
+        sequences = [rows[i] + written[i] for i in live]
+        width = max(len(ids) for ids in sequences)
+        input_ids = torch.full((len(sequences), width), prompts.pad, dtype=torch.long)
+        attention = torch.zeros((len(sequences), width), dtype=torch.long)
+        for r, ids in enumerate(sequences):
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            attention[r, : len(ids)] = 1
+        hidden = hidden_states({"input_ids": input_ids.to(device), "attention_mask": attention.to(device)})
+        last = torch.tensor([len(ids) - 1 for ids in sequences], device=hidden.device)
+        tokens = lm_head(hidden[torch.arange(len(sequences), device=hidden.device), last]).argmax(-1).tolist()
+        still = []
+        for i, token in zip(live, tokens, strict=True):
+            if token in stops:
+                continue
+            written[i].append(token)
+            if prompts.end and written[i][-len(prompts.end) :] == prompts.end:
+                del written[i][-len(prompts.end) :]
+                continue
+            still.append(i)
+        live = still
+        if not live:
+            break
+    return [prompts.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in written]
+
+
+@torch.no_grad()
+def evaluate_generation(
+    hidden_states: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    lm_head: nn.Module,
+    tokenizer,
+    task: Task,
+    split: str = "validation",
+    batch_size: int = 64,
+    max_length: int = 128,
+    max_examples: int | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Score a text_generation task: greedy answers against the references by exact match.
+
+    Returns:
+        ``exact_match`` and ``n``.
+    """
+    from .evaluation import batches
+    from .metrics import compute_metrics
+
+    examples = task.splits.get(split) or []
+    if not examples:
+        raise HyperAdaptError(f"task {task.name!r} has no {split!r} examples; splits: {sorted(task.splits)}")
+    if max_examples:
+        examples = examples[:max_examples]
+    prompts = TextToText(tokenizer, task.spec, max_length)
+    answers: list[str] = []
+    for chunk in batches(examples, max(1, batch_size // 4)):
+        answers.extend(greedy_answers(hidden_states, lm_head, prompts, chunk, device=device))
+    metrics = compute_metrics(task.spec.task_type, answers, [str(ex["label"]) for ex in examples])
+    metrics["n"] = len(examples)
+    return metrics
+
+
+def peft_hidden_states(
+    model: nn.Module,
+) -> tuple[Callable[[dict[str, torch.Tensor]], torch.Tensor], nn.Module]:
+    """`evaluate_generation`'s hidden states and output layer for a plain (peft-wrapped) causal LM."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = base.base_model
+    return (
+        lambda inputs: backbone(**inputs, use_cache=False).last_hidden_state
+    ), base.get_output_embeddings()
 
 
 def peft_log_likelihood(model: nn.Module) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:

@@ -136,7 +136,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             _check_conditioned_on(hypernet, "description", "--description")
             spec = dataclasses.replace(spec, description=args.description.strip())
     elif args.description is not None:
-        if not args.labels:
+        if args.labels is None and not hypernet.config.is_causal_lm:
             raise HyperAdaptError("a new task needs its labels: --labels 'name: what it means; name2: ...'")
         if args.name and hypernet.knows(args.name):
             raise HyperAdaptError(
@@ -144,6 +144,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 f"(or use --task {args.name} without --labels for the training task)"
             )
         fields = [f.strip() for f in args.text_fields.split(",")] if args.text_fields else None
+        # Without --labels a causal LM's new task has free-text answers (text_generation).
         spec = new_task_spec(args.task or args.name or "new_task", args.description, args.labels, fields)
         if args.language:
             spec = dataclasses.replace(spec, language=args.language)
@@ -395,11 +396,19 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     check_inputs_fit(base, tokenizer, args.max_length, "--max-length")
     with torch.no_grad():
         if causal:  # the labels' words ranked by their likelihood after the prompt
-            from .causal_lm import TextToText, evaluate_choices, peft_log_likelihood
+            from .causal_lm import (
+                TextToText,
+                evaluate_choices,
+                evaluate_generation,
+                peft_hidden_states,
+                peft_log_likelihood,
+            )
 
             TextToText(tokenizer, task.spec, args.max_length, "--max-length")
-
-            metrics = evaluate_choices(peft_log_likelihood(model), tokenizer, task, **common)
+            if task.spec.is_generation:
+                metrics = evaluate_generation(*peft_hidden_states(model), tokenizer, task, **common)
+            else:
+                metrics = evaluate_choices(peft_log_likelihood(model), tokenizer, task, **common)
         else:
             metrics = evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
     return {"task": task.name, "split": common["split"], "mode": "exported adapter", **metrics}
@@ -517,7 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hypernetwork", type=_text, help="a hypernetwork folder (RUN/hypernetwork) or Hub repo id")
     p.add_argument("--task", help="a task the hypernetwork was trained on (or a name for a new task)")
     p.add_argument("--description", help="what the task is, in plain words (a new task, or a new wording)")
-    p.add_argument("--labels", help="a new task's labels: 'name: what it means; name2: what it means'")
+    p.add_argument(
+        "--labels",
+        help="a new task's labels: 'name: what it means; name2: what it means' (a causal LM's new task without "
+        "--labels has free-text answers)",
+    )
     p.add_argument("--examples", help="a JSONL file of labelled examples for a few-shot condition")
     p.add_argument("--name", type=_text, help="the name of a new task (default: --task or new_task)")
     p.add_argument(

@@ -187,7 +187,9 @@ class ConditionBuilder:
                 words, tags = ex[spec.text_fields[0]], [spec.labels[int(t)] for t in value]
                 texts.append(", ".join(f"{w} -> {t}" for w, t in zip(words, tags, strict=True)))
                 continue
-            if not spec.is_classification:
+            if spec.is_generation:
+                label = str(value)
+            elif not spec.is_classification:
                 label = f"{float(value):.2f}"
             elif isinstance(value, str) and value in spec.labels:
                 label = value

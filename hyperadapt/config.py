@@ -259,12 +259,19 @@ class HyperNetConfig:
         return None
 
     def causal_task_problem(self, task_type: str) -> str | None:
-        """Why a causal-LM hypernetwork cannot take a task of this type, if it cannot."""
-        if self.is_causal_lm and task_type not in ("sequence_classification", "sentence_pair_classification"):
+        """Why this hypernetwork's model class cannot take a task of this type, if it cannot: a causal
+        LM writes answers (classification, free text), a classifier scores with a head."""
+        if self.is_causal_lm and task_type not in (
+            "sequence_classification",
+            "sentence_pair_classification",
+            "text_generation",
+        ):
             return (
-                f"model_class causal_lm takes classification tasks (a prompt and the label's words); "
-                f"{task_type} tasks need model_class classifier"
+                f"model_class causal_lm takes classification and text_generation tasks (a prompt and the answer's "
+                f"words); {task_type} tasks need model_class classifier"
             )
+        if not self.is_causal_lm and task_type == "text_generation":
+            return "text_generation tasks (free-text answers) need model_class causal_lm, a decoder that writes them"
         return None
 
     def _check_groups(self) -> None:

@@ -28,6 +28,7 @@ TASK_TYPES = (
     "sentence_pair_classification",
     "regression",
     "token_classification",
+    "text_generation",
 )
 SPLITS = ("train", "validation", "test")
 # Task names become embedding keys and adapter folder names: no path separators, spaces or a
@@ -93,8 +94,10 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: at most two text_fields, got {self.text_fields!r}")
         if self.is_classification and len(self.labels) < 2:
             raise ValueError(f"task {self.name!r}: a classification task needs at least two labels")
-        if self.task_type == "regression" and self.labels:
-            raise ValueError(f"task {self.name!r}: a regression task takes no labels (got {self.labels!r})")
+        if self.task_type in ("regression", "text_generation") and self.labels:
+            raise ValueError(
+                f"task {self.name!r}: a {self.task_type.replace('_', ' ')} task takes no labels (got {self.labels!r})"
+            )
 
     def _check_field_types(self) -> None:
         """Field types, checked because specs come from hand-written task.json files and recipes."""
@@ -166,7 +169,12 @@ class TaskSpec:
 
     @property
     def is_classification(self) -> bool:
-        return self.task_type != "regression"
+        return self.task_type not in ("regression", "text_generation")
+
+    @property
+    def is_generation(self) -> bool:
+        """Whether the answer is free text (a causal LM writes it; scored by exact match)."""
+        return self.task_type == "text_generation"
 
     @property
     def is_token_level(self) -> bool:
@@ -184,6 +192,8 @@ class TaskSpec:
             return ["pearson", "spearman"]
         if self.is_token_level:  # entity-level, as seqeval scores BIO tags
             return ["f1", "precision", "recall", "token_accuracy"]
+        if self.is_generation:
+            return ["exact_match"]
         return ["accuracy", "macro_f1", "matthews_correlation"]
 
     @property
@@ -341,7 +351,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _normalise_label(spec: TaskSpec, value: Any, where: str) -> int | float:
+def _normalise_label(spec: TaskSpec, value: Any, where: str) -> int | float | str:
+    if spec.is_generation:  # the target text
+        if not isinstance(value, str) or not value.strip():
+            raise HyperAdaptError(
+                f"task {spec.name!r} ({where}): the target {_short(value)} must be non-empty text "
+                "(a text_generation task's label field holds the answer to write)"
+            )
+        return value.strip()
     if spec.task_type == "regression":
         try:
             number = float(value)
@@ -627,7 +644,11 @@ def align_task(task: Task, spec: TaskSpec) -> Task:
             number of inputs).
     """
     ours = task.spec
-    if ours.is_classification != spec.is_classification or ours.is_token_level != spec.is_token_level:
+    if ours.task_type != spec.task_type and (
+        ours.is_classification != spec.is_classification
+        or ours.is_token_level != spec.is_token_level
+        or ours.is_generation != spec.is_generation
+    ):
         raise HyperAdaptError(
             f"task {ours.name!r}: the data is {ours.task_type} but the model's task {spec.key!r} is {spec.task_type}"
         )

@@ -155,6 +155,16 @@ def evaluate_hypernetwork(
     hypernet.eval()
     try:
         adapters, head = hypernet(condition if condition is not None else task.name)
+        if hypernet.config.is_causal_lm and task.spec.is_generation:  # greedy answers, exact match
+            from .causal_lm import evaluate_generation
+
+            return evaluate_generation(
+                lambda inputs: adapted.hidden_states(adapters, **inputs),
+                adapted.lm_head,
+                tokenizer,
+                task,
+                **kwargs,
+            )
         if hypernet.config.is_causal_lm:  # the labels' likelihoods under the adapted causal LM
             from .causal_lm import evaluate_choices
 

@@ -122,20 +122,26 @@ def parse_labels(text: str) -> tuple[list[str], dict[str, str]]:
     return names, descriptions
 
 
-def new_task_spec(name: str, description: str, labels: str, text_fields: list[str] | None = None) -> TaskSpec:
+def new_task_spec(
+    name: str, description: str, labels: str | None, text_fields: list[str] | None = None
+) -> TaskSpec:
     """The spec of a task given only in words (zero-shot generation).
 
     Args:
         name: A name for the task.
         description: What the task is, in plain language.
-        labels: ``"name: meaning; ..."``, see `parse_labels`.
+        labels: ``"name: meaning; ..."``, see `parse_labels`; None for a text_generation task
+            (free-text answers, for a causal LM).
         text_fields: ``["sentence"]`` (default) or two fields for a sentence-pair task.
     """
     if not description or not description.strip():
         raise HyperAdaptError("--description is empty; write in a sentence or two what the task is")
-    names, meanings = parse_labels(labels)
+    names, meanings = parse_labels(labels) if labels is not None else ([], {})
     fields = text_fields or ["sentence"]
-    task_type = "sentence_pair_classification" if len(fields) == 2 else "sequence_classification"
+    if labels is None:
+        task_type = "text_generation"
+    else:
+        task_type = "sentence_pair_classification" if len(fields) == 2 else "sequence_classification"
     try:
         return TaskSpec(
             name=name,

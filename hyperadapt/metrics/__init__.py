@@ -9,6 +9,7 @@ files in this folder are standalone metric scripts that ``evaluate.load`` takes 
 - ``correlation.py`` -> ``{"pearson", "spearman"}``
 - ``entity_f1.py`` -> ``{"f1", "precision", "recall", "token_accuracy"}`` (entity spans of BIO
   tag sequences, scored as seqeval does)
+- ``exact_match.py`` -> ``{"exact_match"}`` (generated text against the reference, normalised)
 
 Example:
     >>> compute_metrics("sequence_classification", [0, 1, 1], [0, 1, 0])  # doctest: +SKIP
@@ -42,6 +43,7 @@ METRIC_FILES = {
     "precision": "entity_f1.py",
     "recall": "entity_f1.py",
     "token_accuracy": "entity_f1.py",
+    "exact_match": "exact_match.py",
 }
 """Metric name -> the module file in this folder that computes it."""
 
@@ -99,6 +101,7 @@ def compute_metrics(
             give ``accuracy``, ``macro_f1`` and ``matthews_correlation`` (class-index predictions).
             ``token_classification`` gives entity-level ``f1``, ``precision``, ``recall`` and
             ``token_accuracy`` (a list of tag indices per example, named by ``labels``).
+            ``text_generation`` gives ``exact_match`` (generated and reference texts).
         predictions: One prediction per example (numbers, a list or a numpy array).
         references: One reference per example.
         labels: Token classification: the tag names (BIO tags) that the indices stand for.
@@ -120,6 +123,10 @@ def compute_metrics(
         names = _TOKEN_METRICS
         predictions = [[labels[int(i)] for i in seq] for seq in predictions]
         references = [[labels[int(i)] for i in seq] for seq in references]
+    elif task_type == "text_generation":
+        names = ("exact_match",)
+        predictions = [str(x) for x in predictions]
+        references = [str(x) for x in references]
     elif task_type == "regression":
         names = _REGRESSION_METRICS
         predictions = [float(x) for x in predictions]
