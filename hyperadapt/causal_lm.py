@@ -198,6 +198,22 @@ class TextToText:
             text = self.tokenizer.decode(ids[: self.budget])
         return self.start + _ids(self.tokenizer, self.before_text + text + self.after_text)
 
+    def check_answers_fit(self, examples: list[dict[str, Any]]) -> None:
+        """Refuse free-text answers longer than ``answer_tokens``: cut, they could never match.
+
+        Raises:
+            HyperAdaptError: naming how many answers are too long and the limit.
+        """
+        room = self.answer_tokens - len(self.end)
+        long = [
+            ex for ex in examples if len(_ids(self.tokenizer, self.format.answer(str(ex["label"])))) > room
+        ]
+        if long:
+            raise HyperAdaptError(
+                f"task {self.spec.name!r}: {len(long)} of {len(examples)} training answers are longer than the "
+                f"{room} tokens a free-text answer may take (e.g. {str(long[0]['label'])[:60]!r}...); shorten them"
+            )
+
     def target_ids(self, label: int | str) -> list[int]:
         """A label's answer tokens, or a free-text answer's (cut to ``answer_tokens``), with the end."""
         if isinstance(label, str):

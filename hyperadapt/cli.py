@@ -137,7 +137,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             spec = dataclasses.replace(spec, description=args.description.strip())
     elif args.description is not None:
         if args.labels is None and not hypernet.config.is_causal_lm:
-            raise HyperAdaptError("a new task needs its labels: --labels 'name: what it means; name2: ...'")
+            raise HyperAdaptError(
+                "a new task needs its labels: --labels 'name: what it means; name2: ...' (free-text answers "
+                "need a causal_lm hypernetwork)"
+            )
+        if args.labels is not None and not args.labels.strip() and hypernet.config.is_causal_lm:
+            raise HyperAdaptError(
+                "--labels is empty; give at least two labels, or leave --labels out for free-text answers"
+            )
         if args.name and hypernet.knows(args.name):
             raise HyperAdaptError(
                 f"--name {args.name!r} is a training task of this hypernetwork; name the new task differently "

@@ -155,7 +155,7 @@ class TrainingConfig:
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.base_dtype not in BASE_DTYPES:
-            close = difflib.get_close_matches(str(self.base_dtype), BASE_DTYPES, n=1)
+            close = difflib.get_close_matches(str(self.base_dtype).lower(), BASE_DTYPES, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(BASE_DTYPES)}"
             raise ValueError(f"training.base_dtype {self.base_dtype!r} is not supported; {hint}")
         if not isinstance(self.gradient_checkpointing, bool):

@@ -351,6 +351,9 @@ def _train(
     if hyper_cfg.is_causal_lm:  # held-out prompts must fit too, before anything trains
         for t in held_out:
             TextToText(tokenizer, t.spec, cfg.max_length, "training.max_length")
+        for t, prompt in zip(tasks, prompts, strict=True):
+            if t.spec.is_generation:
+                prompt.check_answers_fit(t.splits["train"])
     log.info(
         "hypernetwork: %s parameters (%s in the shared generator); %d tasks; base %s with %d adapted modules (%s)",
         f"{hypernet.num_parameters():,}",
@@ -405,7 +408,9 @@ def _train(
             step,
             len(tasks) + len(held_out),
             cfg.max_eval_examples,
-            "; a causal LM scores every label of every example" if hyper_cfg.is_causal_lm else "",
+            "; a causal LM ranks every label of each example, or writes its free-text answer"
+            if hyper_cfg.is_causal_lm
+            else "",
         )
         metrics = {
             t.name: evaluate_hypernetwork(

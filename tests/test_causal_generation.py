@@ -215,3 +215,26 @@ def test_free_text_needs_a_causal_lm(tiny_bert, echo_dirs, tmp_path):
     with pytest.raises(HyperAdaptError, match="text_generation tasks .* need model_class causal_lm"):
         train(parse_recipe(data), show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_answers_too_long_to_write_are_refused_before_training(tiny_llama, tiny_bert, tmp_path):
+    from hyperadapt.recipe import parse_recipe
+    from hyperadapt.training import train
+
+    folder = write_generation_task(tmp_path / "long", "long", n=9)
+    rows = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    rows[2]["answer"] = " ".join(["word"] * 80)
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = causal_recipe(tiny_llama, {"long": str(folder)}, tmp_path / "out", tiny_bert)
+    with pytest.raises(HyperAdaptError, match="1 of 9 training answers are longer than the 31 tokens"):
+        train(parse_recipe(data), show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_labels_on_a_causal_hypernetwork_point_to_free_text(generation_run, tmp_path, capsys):
+    from hyperadapt.cli import main
+
+    out = tmp_path / "adapter"
+    args = ["generate", str(generation_run.hypernetwork_dir), "--description", "Say it.", "--labels", " "]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "leave --labels out for free-text answers" in capsys.readouterr().err and not out.exists()

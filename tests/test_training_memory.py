@@ -169,7 +169,11 @@ def test_training_with_a_bfloat16_base_writes_a_float32_hypernetwork(
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("bf16", "did you mean 'bfloat16'"), ("int8", "use one of float32, bfloat16, float16")],
+    [
+        ("bf16", "did you mean 'bfloat16'"),
+        ("BFloat16", "did you mean 'bfloat16'"),
+        ("int8", "use one of float32, bfloat16, float16"),
+    ],
 )
 def test_unknown_base_dtype_is_refused(value, message, tiny_bert, task_dirs, tmp_path):
     from hyperadapt.recipe import parse_recipe
