@@ -297,14 +297,10 @@ def evaluate_choices(
     Returns:
         Accuracy, macro F1 and MCC of the most likely labels, plus ``n``.
     """
-    from .evaluation import batches
+    from .evaluation import batches, scored_examples
     from .metrics import compute_metrics
 
-    examples = task.splits.get(split) or []
-    if not examples:
-        raise HyperAdaptError(f"task {task.name!r} has no {split!r} examples; splits: {sorted(task.splits)}")
-    if max_examples:
-        examples = examples[:max_examples]
+    examples = scored_examples(task, split, max_examples)
     prompts = TextToText(tokenizer, task.spec, max_length)
     n_labels = len(task.spec.labels)
     preds, refs = [], []
@@ -389,14 +385,10 @@ def evaluate_generation(
     Returns:
         ``exact_match`` and ``n``.
     """
-    from .evaluation import batches
+    from .evaluation import batches, scored_examples
     from .metrics import compute_metrics
 
-    examples = task.splits.get(split) or []
-    if not examples:
-        raise HyperAdaptError(f"task {task.name!r} has no {split!r} examples; splits: {sorted(task.splits)}")
-    if max_examples:
-        examples = examples[:max_examples]
+    examples = scored_examples(task, split, max_examples)
     prompts = TextToText(tokenizer, task.spec, max_length)
     answers: list[str] = []
     for chunk in batches(examples, max(1, batch_size // 4)):
@@ -409,7 +401,8 @@ def evaluate_generation(
 def peft_hidden_states(
     model: nn.Module,
 ) -> tuple[Callable[[dict[str, torch.Tensor]], torch.Tensor], nn.Module]:
-    """`evaluate_generation`'s hidden states and output layer for a plain (peft-wrapped) causal LM."""
+    """The last hidden states (a function of the inputs) and the output layer of a plain
+    (peft-wrapped) ``AutoModelForCausalLM``, for `evaluate_generation` and `peft_log_likelihood`."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = base.base_model
     return (
@@ -419,11 +412,9 @@ def peft_hidden_states(
 
 def peft_log_likelihood(model: nn.Module) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
     """`evaluate_choices`' scorer for a plain (peft-wrapped) ``AutoModelForCausalLM``."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone, lm_head = base.base_model, base.get_output_embeddings()
+    hidden_states, lm_head = peft_hidden_states(model)
 
     def score(inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        hidden = backbone(**inputs).last_hidden_state
-        return target_log_likelihood(hidden, lm_head, labels)
+        return target_log_likelihood(hidden_states(inputs), lm_head, labels)
 
     return score

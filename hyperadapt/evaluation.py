@@ -96,6 +96,18 @@ def batches(examples: list[dict[str, Any]], size: int) -> Iterator[list[dict[str
         yield examples[start : start + size]
 
 
+def scored_examples(task: Task, split: str, max_examples: int | None = None) -> list[dict[str, Any]]:
+    """The examples an evaluation scores: the split's first ``max_examples`` (all if None).
+
+    Raises:
+        HyperAdaptError: when the task has no such examples, listing its splits.
+    """
+    examples = task.splits.get(split) or []
+    if not examples:
+        raise HyperAdaptError(f"task {task.name!r} has no {split!r} examples; splits: {sorted(task.splits)}")
+    return examples[:max_examples] if max_examples else examples
+
+
 def predictions(spec: TaskSpec, logits: torch.Tensor) -> list:
     if spec.is_classification:
         return logits.argmax(-1).tolist()
@@ -118,11 +130,7 @@ def evaluate_logits_fn(
     Returns:
         The task's metrics (accuracy, macro F1 and MCC; or Pearson and Spearman), plus ``n``.
     """
-    examples = task.splits.get(split) or []
-    if not examples:
-        raise HyperAdaptError(f"task {task.name!r} has no {split!r} examples; splits: {sorted(task.splits)}")
-    if max_examples:
-        examples = examples[:max_examples]
+    examples = scored_examples(task, split, max_examples)
     preds, refs = [], []
     for chunk in batches(examples, batch_size):
         encoded, labels = encode_batch(tokenizer, task.spec, chunk, max_length)
