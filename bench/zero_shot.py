@@ -1,6 +1,6 @@
 """Leave-tasks-out evaluation: adapters generated from descriptions for tasks never trained on.
 
-    python -m bench zero-shot --held-out glue_sst2,tweeteval_stance_atheism,bigbench_epistemic_nli
+    python -m bench zero-shot --held-out glue_sst2,glue_rte,tweeteval_stance_atheism
     python -m bench zero-shot --quick
 
 Trains on the recipe's tasks minus the held-out group, then scores the held-out tasks' test
@@ -201,7 +201,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--held-out",
-        default="glue_sst2,tweeteval_stance_atheism,bigbench_epistemic_nli",
+        default="glue_sst2,glue_rte,tweeteval_stance_atheism",
         type=lambda s: [t.strip() for t in s.split(",") if t.strip()],
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: %(default)s)")

@@ -12,6 +12,8 @@ frozen sentence encoder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
+import os
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from torch import nn
 from .data import TaskSpec
 from .errors import HyperAdaptError
 
+_MEMORY_ONLY = os.environ.get("HA_MEMORY_ONLY") == "1"
 CONDITION_PARTS = ("name", "description", "examples", "language")
 
 
@@ -84,6 +87,7 @@ class Conditioner(nn.Module):
         dropout: float = 0.0,
         languages: list[str] | None = None,
         language_dim: int = 32,
+        description_attention: bool = False,
     ):
         super().__init__()
         self.parts = list(parts)
@@ -105,8 +109,38 @@ class Conditioner(nn.Module):
             # its data shows; a pair never trained on then starts from its task's shared adapter.
             nn.init.zeros_(self.language_projection[-1].weight)
             nn.init.zeros_(self.language_projection[-1].bias)
+        self.attends = description_attention and "description" in self.parts
+        if self.attends:
+            # Keys: each training task's mean description encoding (filled from the recipe's
+            # descriptions before training, saved with the weights); values: a learned vector per task.
+            self.register_buffer("memory_keys", torch.zeros(max(len(task_names), 1), text_dim))
+            self.memory_values = nn.Embedding(max(len(task_names), 1), embedding_dim)
+            nn.init.normal_(self.memory_values.weight, std=1.0)
+            self.memory_projection = _projection(embedding_dim, condition_dim, dropout)
+            self.memory_log_temperature = nn.Parameter(torch.tensor(math.log(0.1)))
         self.constant = nn.Parameter(torch.zeros(condition_dim))
         self.norm = nn.LayerNorm(condition_dim)
+
+    @torch.no_grad()
+    def set_memory_keys(self, keys: dict[str, torch.Tensor]) -> None:
+        """Set each training task's key (by task key) to its mean description encoding."""
+        for name, vector in keys.items():
+            self.memory_keys[self.task_index[name]] = vector.to(self.memory_keys)
+
+    def attention(self, condition: Condition) -> torch.Tensor:
+        """Weights over the training tasks, from the similarity of their descriptions to this one.
+
+        A training task never attends to itself: every training condition is then built, as an
+        unseen task's is, from the tasks its description resembles.
+        """
+        query = nn.functional.normalize(condition.description.to(self.memory_keys), dim=-1)
+        scores = nn.functional.normalize(self.memory_keys, dim=-1) @ query
+        scores = scores / self.memory_log_temperature.exp()
+        if condition.task in self.task_index and len(self.task_index) > 1:
+            own = torch.zeros_like(scores, dtype=torch.bool)
+            own[self.task_index[condition.task]] = True
+            scores = scores.masked_fill(own, float("-inf"))
+        return torch.softmax(scores, dim=-1)
 
     def forward(self, condition: Condition) -> torch.Tensor:
         total = self.constant
@@ -114,7 +148,11 @@ class Conditioner(nn.Module):
             index = torch.tensor(self.task_index[condition.task], device=self.constant.device)
             total = total + self.name_projection(self.task_embedding(index))
         if condition.description is not None and "description" in self.parts:
-            total = total + self.description_projection(condition.description.to(self.constant.device))
+            if not (self.attends and _MEMORY_ONLY):
+                total = total + self.description_projection(condition.description.to(self.constant.device))
+            if self.attends:
+                mixed = self.attention(condition) @ self.memory_values.weight
+                total = total + self.memory_projection(mixed)
         if condition.examples is not None and "examples" in self.parts:
             total = total + self.examples_projection(condition.examples.to(self.constant.device))
         if condition.language is not None and "language" in self.parts:
@@ -304,6 +342,14 @@ class TrainingConditions:
                 self.pools.append(None)
         if "description" in builder.parts:
             self.description_vectors = [builder.encoder(d) for d in self.descriptions]
+
+    def description_keys(self) -> dict[str, torch.Tensor]:
+        """Each task key's mean description encoding (tasks of a group pooled)."""
+        pooled: dict[str, list[torch.Tensor]] = {}
+        for spec, vectors in zip(self.specs, getattr(self, "description_vectors", [])):
+            if len(vectors):
+                pooled.setdefault(spec.key, []).append(nn.functional.normalize(vectors, dim=-1))
+        return {key: torch.cat(v).mean(0) for key, v in pooled.items()}
 
     @staticmethod
     def _descriptions(spec: TaskSpec) -> list[str]:

@@ -95,6 +95,13 @@ class HyperNetConfig:
         "subset of parts works at generation time.",
         0.0,
     )
+    description_attention: bool = _help(
+        "Description conditioning also attends over the training tasks: a description's similarity to each "
+        "training task's descriptions weights a learned vector per task, added to the condition. In "
+        "training a task never attends to itself, so every training condition is built as an unseen "
+        "task's is: from the tasks its description resembles.",
+        False,
+    )
     few_shot_range: list[int] = _help(
         "Training only: k of few-shot conditions is drawn from [low, high].", factory=lambda: [4, 16]
     )
@@ -232,6 +239,13 @@ class HyperNetConfig:
                 raise ValueError(
                     f"model_class causal_lm generates LoRA adapters; got adapter {self.adapter!r}"
                 )
+        if not isinstance(self.description_attention, bool):
+            raise ValueError(f"description_attention must be true or false, got {self.description_attention!r}")
+        if self.description_attention and "description" not in self.conditioning:
+            raise ValueError(
+                "description_attention attends from a task's description: add 'description' to "
+                f"hypernetwork.conditioning (now {self.conditioning}) or drop description_attention"
+            )
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout!r}")
         low_high = self.few_shot_range

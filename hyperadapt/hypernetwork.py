@@ -273,6 +273,7 @@ class HyperNetwork(
             config.dropout,
             config.languages,
             config.language_embedding_dim,
+            config.description_attention,
         )
         # adapter "none" trains the head alone on the frozen base: the no-adapter baseline.
         self.generator = ComponentGenerator(config) if config.adapter != "none" else None

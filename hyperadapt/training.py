@@ -335,6 +335,8 @@ def _train(
         tuple(hyper_cfg.few_shot_range),
         recipe.seed + 100,
     )
+    if hypernet.conditioner.attends:
+        hypernet.conditioner.set_memory_keys(conditions.description_keys())
     eval_conditions = {t.name: builder.build(t.spec) for t in tasks}
     # Held-out tasks are generated from their description and labels alone (zero-shot); they are
     # reported, never used to pick the checkpoint.
