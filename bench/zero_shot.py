@@ -34,8 +34,8 @@ from hyperadapt.training import train
 
 VARIANTS = {
     "hyperadapt": {},
-    "multitask_lora": {"conditioning": []},
-    "no_adapter": {"conditioning": [], "adapter": "none"},
+    "multitask_lora": {"conditioning": [], "description_attention": False},
+    "no_adapter": {"conditioning": [], "adapter": "none", "description_attention": False},
 }
 
 

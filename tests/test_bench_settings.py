@@ -332,3 +332,13 @@ def test_decoder_cost_quick_keeps_the_settings_given(task_dirs, tmp_path):
     )
     decoder_cost.settle(args)
     assert (args.batch, args.max_length, args.repeats) == (3, 96, 2)
+
+
+@pytest.mark.parametrize("variant", ["hyperadapt", "multitask_lora", "no_adapter"])
+def test_zero_shot_bench_variants_are_valid_settings_of_its_recipe(variant):
+    from bench.zero_shot import VARIANTS
+    from hyperadapt.config import HyperNetConfig
+    from hyperadapt.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "recipes" / "zero_shot.yaml")
+    HyperNetConfig.from_dict({**recipe.hypernetwork.to_dict(), **VARIANTS[variant]})  # raises if invalid
