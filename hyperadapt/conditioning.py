@@ -11,9 +11,8 @@ frozen sentence encoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
-import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,6 @@ from torch import nn
 from .data import TaskSpec
 from .errors import HyperAdaptError
 
-_MEMORY_ONLY = os.environ.get("HA_MEMORY_ONLY") == "1"
 CONDITION_PARTS = ("name", "description", "examples", "language")
 
 
@@ -148,8 +146,7 @@ class Conditioner(nn.Module):
             index = torch.tensor(self.task_index[condition.task], device=self.constant.device)
             total = total + self.name_projection(self.task_embedding(index))
         if condition.description is not None and "description" in self.parts:
-            if not (self.attends and _MEMORY_ONLY):
-                total = total + self.description_projection(condition.description.to(self.constant.device))
+            total = total + self.description_projection(condition.description.to(self.constant.device))
             if self.attends:
                 mixed = self.attention(condition) @ self.memory_values.weight
                 total = total + self.memory_projection(mixed)

@@ -240,7 +240,9 @@ class HyperNetConfig:
                     f"model_class causal_lm generates LoRA adapters; got adapter {self.adapter!r}"
                 )
         if not isinstance(self.description_attention, bool):
-            raise ValueError(f"description_attention must be true or false, got {self.description_attention!r}")
+            raise ValueError(
+                f"description_attention must be true or false, got {self.description_attention!r}"
+            )
         if self.description_attention and "description" not in self.conditioning:
             raise ValueError(
                 "description_attention attends from a task's description: add 'description' to "

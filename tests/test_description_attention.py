@@ -13,6 +13,7 @@ from hyperadapt.errors import HyperAdaptError
 from hyperadapt.runtime import Runtime, load_hypernetwork, new_task_spec
 
 from .conftest import tiny_recipe
+from .test_export import assert_peft_matches_hypernetwork
 
 LABELS = "negative: the text speaks badly of it; positive: the text speaks well of it"
 
@@ -20,10 +21,19 @@ LABELS = "negative: the text speaks badly of it; positive: the text speaks well 
 def _conditioner() -> Conditioner:
     torch.manual_seed(0)
     conditioner = Conditioner(
-        ["description"], ["a", "b", "c"], embedding_dim=4, text_dim=3, condition_dim=6, description_attention=True
+        ["description"],
+        ["a", "b", "c"],
+        embedding_dim=4,
+        text_dim=3,
+        condition_dim=6,
+        description_attention=True,
     )
     conditioner.set_memory_keys(
-        {"a": torch.tensor([1.0, 0.0, 0.0]), "b": torch.tensor([0.0, 1.0, 0.0]), "c": torch.tensor([0.0, 0.0, 1.0])}
+        {
+            "a": torch.tensor([1.0, 0.0, 0.0]),
+            "b": torch.tensor([0.0, 1.0, 0.0]),
+            "c": torch.tensor([0.0, 0.0, 1.0]),
+        }
     )
     return conditioner
 
@@ -64,7 +74,10 @@ def attending_run(tiny_bert, task_dirs, tmp_path_factory):
 
     data = tiny_recipe(tiny_bert, task_dirs, tmp_path_factory.mktemp("attending") / "out", steps=6)
     data["hypernetwork"].update(
-        conditioning=["description"], head="label_semantic", text_encoder=tiny_bert, description_attention=True
+        conditioning=["description"],
+        head="label_semantic",
+        text_encoder=tiny_bert,
+        description_attention=True,
     )
     data["tasks"][0]["descriptions"] = ["Is the review positive?", "Tell good reviews from bad ones."]
     return train(parse_recipe(data), show_progress=False)
@@ -86,18 +99,15 @@ def test_an_attending_hypernetworks_adapter_loads_with_plain_peft(attending_run,
     out = tmp_path / "new"
     description = "Decide if a product review is happy."
     hypernet_dir = str(attending_run.hypernetwork_dir)
-    assert main(["generate", hypernet_dir, "--description", description, "--labels", LABELS, "--out", str(out)]) == 0
-    assert json.loads((out / "hyperadapt_task.json").read_text())["task"]["labels"] == ["negative", "positive"]
-
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification
+    assert (
+        main(["generate", hypernet_dir, "--description", description, "--labels", LABELS, "--out", str(out)])
+        == 0
+    )
+    assert json.loads((out / "hyperadapt_task.json").read_text())["task"]["labels"] == [
+        "negative",
+        "positive",
+    ]
 
     hypernet = load_hypernetwork(hypernet_dir)
-    runtime = Runtime(hypernet)
-    spec = new_task_spec("new", description, LABELS)
-    inputs = dict(runtime.tokenizer(["the film was good", "bad and dull"], return_tensors="pt", padding=True))
-    with torch.no_grad():
-        expected = runtime.adapted(*hypernet(runtime.condition(spec)), **inputs)
-        base = AutoModelForSequenceClassification.from_pretrained(hypernet.config.base_model, num_labels=2)
-        got = PeftModel.from_pretrained(base, str(out)).eval()(**inputs).logits
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    condition = Runtime(hypernet).condition(new_task_spec("new", description, LABELS))
+    assert_peft_matches_hypernetwork(hypernet, condition, out, num_labels=2)  # a fresh process, peft only

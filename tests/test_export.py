@@ -31,8 +31,9 @@ print(json.dumps(logits.tolist()))
 """
 
 
-def assert_peft_matches_hypernetwork(hypernet, task: str, folder, num_labels: int) -> None:
-    """The folder, loaded by plain peft in a fresh process, gives the hypernetwork's logits (1e-5)."""
+def assert_peft_matches_hypernetwork(hypernet, task, folder, num_labels: int) -> None:
+    """The folder, loaded by plain peft in a fresh process, gives the hypernetwork's logits for ``task`` (a training
+    task's name or a `Condition`) to 1e-5."""
     runtime = Runtime(hypernet)
     inputs = dict(runtime.tokenizer(SENTENCES, return_tensors="pt", padding=True))
     with torch.no_grad():
