@@ -119,6 +119,7 @@ def run(args) -> dict:
         results["runs"].append(run_result)
         print(json.dumps(run_result, indent=1))
     results["summary"] = _summarise(results["runs"], held_tasks)
+    results["targets"] = targets(results["summary"])
     results["majority_baseline"] = {t.name: t.majority_baseline("test", args.max_eval) for t in held_tasks}
     results["environment"] = environment()
     return results
@@ -164,6 +165,24 @@ def _summarise(runs: list[dict], held_tasks) -> dict:
     return summary
 
 
+def targets(summary: dict) -> dict[str, bool]:
+    """The issue's targets, on the held-out average over seeds: the description-generated adapter
+    beats the frozen base without adapter and the shared multi-task LoRA, and the right description
+    beats another task's and a random string."""
+    average = {
+        (variant, setting): per_task["_average"]["mean"]
+        for variant, settings in summary.items()
+        for setting, per_task in settings.items()
+    }
+    generated = average[("hyperadapt", "zero_shot")]
+    return {
+        "beats_no_adapter": generated > average[("no_adapter", "zero_shot")],
+        "beats_multitask_lora": generated > average[("multitask_lora", "zero_shot")],
+        "right_beats_wrong_description": generated > average[("hyperadapt", "wrong_description")],
+        "right_beats_random_description": generated > average[("hyperadapt", "random_description")],
+    }
+
+
 def markdown(results: dict) -> str:
     summary = results["summary"]
     tasks = [k for k in summary["hyperadapt"]["zero_shot"] if k != "_average"]
@@ -190,7 +209,15 @@ def markdown(results: dict) -> str:
         "",
         f"Test-split main metric (accuracy), mean ± std over seeds {seeds}; "
         f"{results['settings']['steps']} training steps; held-out tasks never trained on.",
+        f"Trained on {', '.join(Path(t).name for t in results['settings']['train_tasks'])}.",
         f"Generating an adapter from a new description (encoding included): median {statistics.median(latency):.1f} ms.",
+        "",
+        "Targets (held-out average over seeds): "
+        + "; ".join(
+            f"{name.replace('_', ' ')}: {'met' if met else 'NOT met'}"
+            for name, met in targets(summary).items()
+        )
+        + ".",
     ]
     return "\n".join(lines) + "\n"
 

@@ -342,3 +342,27 @@ def test_zero_shot_bench_variants_are_valid_settings_of_its_recipe(variant):
 
     recipe = load_recipe(ROOT / "recipes" / "zero_shot.yaml")
     HyperNetConfig.from_dict({**recipe.hypernetwork.to_dict(), **VARIANTS[variant]})  # raises if invalid
+
+
+def test_zero_shot_bench_says_which_targets_were_met():
+    from bench.zero_shot import targets
+
+    def variant(**settings):
+        return {
+            setting: {"glue_sst2": {"mean": v}, "_average": {"mean": v, "std": 0.0}}
+            for setting, v in settings.items()
+        }
+
+    summary = {
+        "hyperadapt": variant(
+            zero_shot=0.62, wrong_description=0.60, random_description=0.63, few_shot_4=0.6
+        ),
+        "multitask_lora": variant(zero_shot=0.61),
+        "no_adapter": variant(zero_shot=0.64),
+    }
+    assert targets(summary) == {
+        "beats_no_adapter": False,
+        "beats_multitask_lora": True,
+        "right_beats_wrong_description": True,
+        "right_beats_random_description": False,
+    }
