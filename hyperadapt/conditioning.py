@@ -128,17 +128,13 @@ class Conditioner(nn.Module):
     def attention(self, condition: Condition) -> torch.Tensor:
         """Weights over the training tasks, from the similarity of their descriptions to this one.
 
-        A training task never attends to itself: every training condition is then built, as an
-        unseen task's is, from the tasks its description resembles.
+        A training task's own key is the closest to its descriptions, so in training each task's
+        vector learns what its own task needs; an unseen task's description then draws on the
+        vectors of the training tasks it resembles.
         """
         query = nn.functional.normalize(condition.description.to(self.memory_keys), dim=-1)
         scores = nn.functional.normalize(self.memory_keys, dim=-1) @ query
-        scores = scores / self.memory_log_temperature.exp()
-        if condition.task in self.task_index and len(self.task_index) > 1:
-            own = torch.zeros_like(scores, dtype=torch.bool)
-            own[self.task_index[condition.task]] = True
-            scores = scores.masked_fill(own, float("-inf"))
-        return torch.softmax(scores, dim=-1)
+        return torch.softmax(scores / self.memory_log_temperature.exp(), dim=-1)
 
     def forward(self, condition: Condition) -> torch.Tensor:
         total = self.constant

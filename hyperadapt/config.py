@@ -97,9 +97,9 @@ class HyperNetConfig:
     )
     description_attention: bool = _help(
         "Description conditioning also attends over the training tasks: a description's similarity to each "
-        "training task's descriptions weights a learned vector per task, added to the condition. In "
-        "training a task never attends to itself, so every training condition is built as an unseen "
-        "task's is: from the tasks its description resembles.",
+        "training task's descriptions weights a learned vector per task, added to the condition. A "
+        "training task's vector learns what its own task needs; an unseen task's description draws on "
+        "the vectors of the training tasks it resembles.",
         False,
     )
     few_shot_range: list[int] = _help(
