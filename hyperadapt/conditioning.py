@@ -324,7 +324,7 @@ class TrainingConditions:
         self.shots = shots
         self.rng = np.random.default_rng(seed)
         self.labels = [builder.labels(spec) for spec in specs]
-        self.descriptions = [self._descriptions(spec) for spec in specs]
+        self.descriptions = [self.descriptions_of(spec) for spec in specs]
         self.pools = []
         for spec, examples in zip(specs, train_examples):
             if "examples" in builder.parts:
@@ -345,7 +345,8 @@ class TrainingConditions:
         return {key: torch.cat(v).mean(0) for key, v in pooled.items()}
 
     @staticmethod
-    def _descriptions(spec: TaskSpec) -> list[str]:
+    def descriptions_of(spec: TaskSpec) -> list[str]:
+        """A task's distinct, non-blank wordings of its description."""
         texts = [spec.description, *spec.descriptions]
         return [t for t in dict.fromkeys(texts) if t and t.strip()]
 

@@ -457,6 +457,16 @@ class HyperNetwork(
             raise HyperAdaptError(
                 f"{model_id}: {WEIGHTS_NAME} is corrupt or truncated ({err}); download or save it again"
             ) from None
+        damaged = sorted(
+            name
+            for name, tensor in state.items()
+            if tensor.is_floating_point() and not tensor.isfinite().all()
+        )
+        if damaged:
+            raise HyperAdaptError(
+                f"{model_id}: {WEIGHTS_NAME} holds NaN or infinite values in {damaged[:5]}; the weights are "
+                "damaged (or training diverged): load another checkpoint or train again"
+            )
         missing, unexpected = model.load_state_dict(state, strict=False)
         if strict and (missing or unexpected):
             raise HyperAdaptError(

@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +96,11 @@ def save_atomically(hypernet: HyperNetwork, target: Path, extra_files: dict[str,
 
 
 def _data_digest(tasks: list) -> str:
-    """A digest of the training examples of every task."""
+    """A digest of every training task: what it is (description, labels, ...) and its examples."""
     digest = hashlib.sha256()
     for task in tasks:
         digest.update(task.name.encode())
+        digest.update(json.dumps(asdict(task.spec), sort_keys=True, default=str).encode())
         digest.update(json.dumps(task.splits["train"], sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -227,6 +228,14 @@ def _train(
     problem = language_problem([t.spec for t in tasks], [t.spec for t in held_out])
     if problem and "language" in recipe.hypernetwork.conditioning:
         raise HyperAdaptError(f"recipe held_out: {problem}")
+    if "description" in recipe.hypernetwork.conditioning:
+        undescribed = [t.name for t in tasks if not TrainingConditions.descriptions_of(t.spec)]
+        if undescribed:
+            raise HyperAdaptError(
+                f"tasks {undescribed} have no description, but hypernetwork.conditioning has 'description': "
+                'write a "description" in their task.json or a descriptions: list in their recipe entry, or '
+                "drop 'description' from hypernetwork.conditioning"
+            )
     data_digest = _data_digest(tasks)
     if saved is not None:
         check_same_data(checkpoint, saved, data_digest, [len(t.splits["train"]) for t in tasks])

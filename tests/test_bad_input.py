@@ -132,6 +132,15 @@ def _shrink_a_tensor(folder: Path) -> None:
     save_file(state, folder / "model.safetensors")
 
 
+def _nan_in_a_tensor(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    key = sorted(k for k, v in state.items() if v.is_floating_point())[0]
+    state[key].view(-1)[0] = float("nan")
+    save_file(state, folder / "model.safetensors")
+
+
 def _file(path: Path) -> Path:
     path.write_text("not a folder")
     return path
@@ -235,6 +244,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
     ("csv file missing", lambda c: c.csv_task(data_files={"train": str(c.tmp / "gone.csv")}), ["found no data", "gone.csv"]),
     ("csv label name unknown", lambda c: c.csv_task(labels=["bad", "good"]), ["'neg'", "not one of the task's labels"]),
     ("validation fraction 1.5", lambda c: c.csv_task(validation_fraction=1.5), ["validation_fraction", "between 0 and 1"]),
+    ("task without description", lambda c: c.train(hypernetwork__conditioning=["description"], hypernetwork__head="label_semantic", hypernetwork__text_encoder=c.tiny_bert, tasks=[{"folder": str(c.task_copy(description=" "))}]), ["['single'] have no description", "drop 'description'"]),
     ("held_out also trained", lambda c: c.train(hypernetwork__head="label_semantic", held_out=[{"folder": c.tasks["single"]}]), ["['single'] are both training tasks and held_out"]),
     # The base model.
     ("base model missing", lambda c: c.train(hypernetwork__base_model=str(c.tmp / "no_model")), ["no_model", "does not exist"]),
@@ -260,6 +270,7 @@ CASES: list[tuple[str, Callable[[Ctx], list[str]], list[str]]] = [
     ("weights missing", lambda c: c.generate(lambda f: (f / "model.safetensors").unlink()), ["model.safetensors is missing"]),
     ("weights pickled", lambda c: c.generate(lambda f: _pickle_weights(f, "model.safetensors", "pytorch_model.bin")), ["pickled", "safetensors only"]),
     ("weights of other shapes", lambda c: c.generate(_shrink_a_tensor), ["do not match config.json"]),
+    ("weights with NaN", lambda c: c.generate(_nan_in_a_tensor), ["NaN or infinite values", "damaged"]),
     ("wrong base for hypernetwork", lambda c: c.generate(_retarget_base(c)), ["trained for base model", "3 layers"]),
     ("adapter folder exists", lambda c: c.generate(out=_full_folder(c.tmp / "taken")), ["already exists", "--out"]),
     ("overwrite non-adapter", lambda c: [*c.generate(out=_full_folder(c.tmp / "taken")), "--overwrite"], ["will not delete"]),

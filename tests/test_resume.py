@@ -297,6 +297,30 @@ def test_resume_and_overwrite_together_are_refused(unfinished, capsys):
     assert "pass only one" in message
 
 
+@pytest.mark.parametrize(
+    "field, value", [("description", "Spot astronomy questions."), ("labels", ["bad", "good"])]
+)
+def test_resume_after_a_task_json_changed_is_refused(
+    tiny_bert, task_dirs, tmp_path, monkeypatch, capsys, field, value
+):
+    # A task's description and labels feed the conditions (and the attention keys): not the same run.
+    folders = {}
+    for name, folder in task_dirs.items():
+        folders[name] = tmp_path / "tasks" / name
+        shutil.copytree(folder, folders[name])
+    data = _recipe_data(tiny_bert, {k: str(v) for k, v in folders.items()}, tmp_path / "run")
+    out = _unfinished_run(data, monkeypatch, draws=8)
+    info_file = folders[next(iter(folders))] / "task.json"
+    info = json.loads(info_file.read_text())
+    info[field] = value
+    info_file.write_text(json.dumps(info))
+    recipe = _write_recipe(tmp_path, data)
+    capsys.readouterr()  # the first run's log
+    message = _error(capsys, ["train", str(recipe), "--no-progress", "--resume"])
+    assert "written for other training data" in message and "task.json" in message
+    assert not (out / "hypernetwork").exists()
+
+
 def test_resume_from_a_folder_that_is_not_a_checkpoint(unfinished, capsys, tmp_path):
     recipe, out = unfinished
     assert "no such checkpoint folder" in _error(
