@@ -32,6 +32,9 @@ from hyperadapt.recipe import load_recipe
 from hyperadapt.runtime import Runtime, load_hypernetwork
 from hyperadapt.training import train
 
+QUICK = {"seeds": [0], "steps": 120, "peft_steps": 60, "max_eval": 100, "max_eval_train": 50}
+FULL = {"seeds": [0, 1, 2], "steps": 600, "peft_steps": 300, "max_eval": 400, "max_eval_train": 200}
+
 VARIANTS = {
     "hyperadapt": {},
     "multitask_lora": {"conditioning": [], "description_attention": False},
@@ -230,13 +233,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--held-out",
         default="glue_sst2,glue_rte,tweeteval_stance_atheism",
         type=lambda s: [t.strip() for t in s.split(",") if t.strip()],
+        help="the tasks to hold out, comma-separated (default: %(default)s)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", help=f"(default: {FULL['seeds']})")
+    parser.add_argument("--steps", type=int, help=f"training steps per model (default: {FULL['steps']})")
     parser.add_argument(
-        "--steps", type=int, default=600, help="training steps per model (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--peft-steps", type=int, default=300, help="steps of the per-task peft LoRA (default: %(default)s)"
+        "--peft-steps", type=int, help=f"steps of the per-task peft LoRA (default: {FULL['peft_steps']})"
     )
     parser.add_argument(
         "--shots",
@@ -245,16 +247,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[4, 16],
         help="k of few-shot conditions (default: %(default)s)",
     )
-    parser.add_argument("--max-eval", type=int, default=400, help="test examples per held-out task")
     parser.add_argument(
-        "--max-eval-train", type=int, default=200, help="validation examples per training task"
+        "--max-eval", type=int, help=f"test examples per held-out task (default: {FULL['max_eval']})"
+    )
+    parser.add_argument(
+        "--max-eval-train",
+        type=int,
+        help=f"validation examples per training task (default: {FULL['max_eval_train']})",
     )
     parser.add_argument("--out", default="bench/results/zero_shot", help="(default: %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 120 steps, small evaluations")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 seed, 120 steps, small evaluations (where not given): a smoke test, not a result",
+    )
+
+
+def settle(args) -> None:
+    """Fill in the settings not given: --quick's, or the full run's."""
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def main(args) -> None:
-    if args.quick:
-        args.seeds, args.steps, args.peft_steps, args.max_eval, args.max_eval_train = [0], 120, 60, 100, 50
+    settle(args)
     results = run(args)
     write_report(Path(args.out), results, markdown(results))

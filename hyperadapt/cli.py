@@ -18,6 +18,15 @@ class _UsageError(Exception):
     """A bad command line, reported like any other user error."""
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, unless it has none or its help already says what it is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one ``hyperadapt: error:`` line (no usage block)."""
 
@@ -102,6 +111,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_task_by_name(hypernet, name: str):
+    """A task the hypernetwork never trained on, named like `hyperadapt eval` names one: a task
+    folder, a built-in task, or a held_out entry of its recipe; its description and labels make it."""
+    from .runtime import resolve_task
+
+    try:
+        return resolve_task(name, getattr(hypernet, "source_dir", None), needs=()).spec
+    except HyperAdaptError:
+        pass
+    try:
+        hypernet.spec(name)
+    except HyperAdaptError as err:
+        raise HyperAdaptError(
+            f"{err} For a task it never saw, give a task folder to --task, or --description '...' and "
+            "--labels '...'"
+        ) from None
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .cards import known_metrics
     from .export import ADAPTER_MARKERS, check_output_folder, export_adapter
@@ -156,7 +183,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if args.language:
             spec = dataclasses.replace(spec, language=args.language)
     else:
-        spec = hypernet.spec(args.task)  # unknown task: the error lists the known ones
+        spec = _new_task_by_name(hypernet, args.task)
     examples = _read_examples(args.examples, spec) if args.examples else None
     runtime = Runtime(hypernet)
     condition = runtime.condition(
@@ -364,6 +391,7 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
     if not base_name or not isinstance(base_name, str):
         raise HyperAdaptError(f"adapter {path} does not name its base model (as text); pass --base-model")
     task = resolve_task(args.task, needs=(args.split,))
+    scored = task.name  # the data's task; the adapter may have been generated under another name
     if info.get("task"):
         from .data import TaskSpec
 
@@ -418,7 +446,7 @@ def _eval_adapter(path: Path, args: argparse.Namespace, common: dict) -> dict:
                 metrics = evaluate_choices(peft_log_likelihood(model), tokenizer, task, **common)
         else:
             metrics = evaluate_logits_fn(lambda inputs: model(**inputs).logits, tokenizer, task, **common)
-    return {"task": task.name, "split": common["split"], "mode": "exported adapter", **metrics}
+    return {"task": scored, "split": common["split"], "mode": "exported adapter", **metrics}
 
 
 def _check_every_slot_loaded(model, path: Path, base_name: str) -> None:
@@ -528,10 +556,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "generate",
         help="write a task's generated adapter as a peft folder",
-        description="Generate a task's LoRA adapter and write a standard peft folder.",
+        description="Generate a task's adapter (LoRA, (IA)^3 or bottleneck, as the hypernetwork was trained) and "
+        "write it as a folder that loads with plain peft (or hyperadapt.from_pretrained for bottleneck adapters).",
     )
     p.add_argument("hypernetwork", type=_text, help="a hypernetwork folder (RUN/hypernetwork) or Hub repo id")
-    p.add_argument("--task", help="a task the hypernetwork was trained on (or a name for a new task)")
+    p.add_argument(
+        "--task",
+        help="a task the hypernetwork was trained on; or one it never saw, generated from its description and "
+        "labels: a task folder, a built-in task or a held_out task of its recipe; or the name of a new task "
+        "given by --description and --labels",
+    )
     p.add_argument("--description", help="what the task is, in plain words (a new task, or a new wording)")
     p.add_argument(
         "--labels",
@@ -562,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "eval",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
         help="score a hypernetwork or an exported adapter on a task",
         description="Score a hypernetwork or an exported peft adapter; prints JSON metrics.",
     )
@@ -576,7 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a task name (built-in or from the recipe), a task folder, or a YAML file with one task entry; "
         "a task the hypernetwork never saw is scored zero-shot (or few-shot with --shots)",
     )
-    p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    p.add_argument(
+        "--split", default="validation", choices=["train", "validation", "test"], help="the split to score"
+    )
     p.add_argument("--batch-size", type=_positive_int, default=64, help="examples per forward pass")
     p.add_argument(
         "--max-length", type=_positive_int, default=128, help="tokens per input; longer ones are truncated"
@@ -589,7 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--description", help="generate from this description instead of the task's own")
     p.add_argument(
-        "--shots", type=_count, default=0, help="condition on K labelled training examples as well"
+        "--shots",
+        type=_count,
+        default=0,
+        help="condition on K labelled examples drawn from the task's train split as well",
     )
     p.add_argument("--seed", type=_count, default=0, help="seed for drawing the --shots examples")
     p.add_argument(

@@ -266,8 +266,9 @@ class TaskEntry:
         )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
-    def load(self, base_dir: Path | None = None) -> Task:
-        """Read the task's examples (paths relative to the recipe's folder)."""
+    def load(self, base_dir: Path | None = None, needs: tuple[str, ...] = ("train", "validation")) -> Task:
+        """Read the task's examples (paths relative to the recipe's folder); a task folder must hold
+        examples of the splits in ``needs``."""
         overrides = self._overrides()
         if self.builtin:
             from .builtin_tasks import load_builtin_task
@@ -287,7 +288,9 @@ class TaskEntry:
         elif self.folder:
             # task.json fields replaced by the entry apply before the examples are checked.
             folder = _folder_path(self.folder, base_dir)
-            return self._cut(load_task_folder(folder, self.name, overrides, self.validation_fraction))
+            return self._cut(
+                load_task_folder(folder, self.name, overrides, self.validation_fraction, needs=needs)
+            )
         else:
             spec_fields = {"name": self.name, "label_field": "label", **self._overrides()}
             missing = [k for k in ("task_type", "text_fields") if k not in spec_fields]

@@ -175,7 +175,7 @@ def resolve_task(
     if path.is_dir():
         return load_task_folder(path, needs=needs)
     if path.is_file() and path.suffix in (".yaml", ".yml", ".json"):
-        return _task_from_entry_file(path)
+        return _task_from_entry_file(path, needs)
     if hypernet_dir is not None:
         recipe_file = Path(hypernet_dir) / "recipe.yaml"
         if recipe_file.is_file():
@@ -189,7 +189,7 @@ def resolve_task(
             recipe = parse_recipe(data, source=str(recipe_file))
             for entry in [*recipe.tasks, *recipe.held_out]:
                 if name_or_path in (entry.label, entry.task_name()):
-                    return entry.load(None)
+                    return entry.load(None, needs)
     if name_or_path in builtin_task_names():
         return load_builtin_task(name_or_path)
     raise HyperAdaptError(
@@ -198,7 +198,7 @@ def resolve_task(
     )
 
 
-def _task_from_entry_file(path: Path) -> Task:
+def _task_from_entry_file(path: Path, needs: tuple[str, ...]) -> Task:
     """A task described by one recipe-style task entry in a YAML or JSON file."""
     from dataclasses import fields
 
@@ -213,4 +213,4 @@ def _task_from_entry_file(path: Path) -> Task:
         entry = TaskEntry(**data)
     except ValueError as err:
         raise HyperAdaptError(f"{path}: {err}") from None
-    return entry.load(path.resolve().parent)
+    return entry.load(path.resolve().parent, needs)

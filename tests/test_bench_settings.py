@@ -366,3 +366,17 @@ def test_zero_shot_bench_says_which_targets_were_met():
         "right_beats_wrong_description": True,
         "right_beats_random_description": False,
     }
+
+
+def test_zero_shot_quick_keeps_the_settings_given():
+    from bench.zero_shot import FULL, add_arguments, settle
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--quick", "--steps", "7", "--max-eval", "9"])
+    settle(args)
+    assert (args.seeds, args.steps, args.peft_steps, args.max_eval) == ([0], 7, 60, 9)
+    args = parser.parse_args([])
+    settle(args)
+    assert {name: getattr(args, name) for name in FULL} == FULL
+    assert args.held_out == ["glue_sst2", "glue_rte", "tweeteval_stance_atheism"]

@@ -176,3 +176,52 @@ def test_few_shot_examples_may_give_labels_by_name_or_index(described_run):
     assert torch.equal(a, b)
     with pytest.raises(HyperAdaptError, match="not one of the task's labels"):
         runtime.condition(spec, examples=[{"sentence": "x", "label": "neutral"}])
+
+
+def test_generate_takes_an_unseen_task_folder_like_eval(described_run, tmp_path, capsys):
+    folder = write_task(tmp_path / "unseen", "unseen", seed=5)
+    hypernet_dir = str(described_run.hypernetwork_dir)
+    out = tmp_path / "adapter"
+    assert main(["generate", hypernet_dir, "--task", str(folder), "--out", str(out)]) == 0
+    info = json.loads((out / "hyperadapt_task.json").read_text())
+    assert info["task"]["name"] == "unseen"
+    # Scoring the folder through the exported adapter gives what the hypernetwork gives zero-shot.
+    capsys.readouterr()
+    assert main(["eval", str(out), "--task", str(folder)]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert main(["eval", hypernet_dir, "--task", str(folder)]) == 0
+    zero_shot = json.loads(capsys.readouterr().out)
+    assert exported["task"] == zero_shot["task"] == "unseen"
+    assert exported["accuracy"] == zero_shot["accuracy"]
+
+
+def test_generate_with_an_unknown_name_says_how_to_describe_a_new_task(described_run, tmp_path, capsys):
+    argv = ["generate", str(described_run.hypernetwork_dir), "--task", "singel", "--out", str(tmp_path / "x")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'singel'" in err and "--description" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_exported_adapter_is_scored_under_the_data_s_task_name(described_run, tmp_path, capsys):
+    out = tmp_path / "new"
+    hypernet_dir = str(described_run.hypernetwork_dir)
+    generate = ["generate", hypernet_dir, "--description", "Is it good?", "--labels", NEW_LABELS]
+    assert main([*generate, "--name", "reviews", "--out", str(out)]) == 0
+    folder = write_task(tmp_path / "scored", "scored", seed=3)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--task", str(folder)]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "scored"
+
+
+def test_a_task_entry_file_needs_only_the_split_it_scores(described_run, tmp_path, capsys):
+    folder = write_task(tmp_path / "only_test", "only_test", seed=4)
+    for split in ("train", "validation"):
+        (folder / f"{split}.jsonl").unlink()
+    entry = tmp_path / "entry.yaml"
+    entry.write_text(f"folder: {folder}\n")
+    hypernet_dir = str(described_run.hypernetwork_dir)
+    assert main(["eval", hypernet_dir, "--task", str(entry), "--split", "test"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "zero-shot"
+    assert main(["eval", hypernet_dir, "--task", str(entry), "--split", "test", "--shots", "2"]) == 2
+    assert "no training examples" in capsys.readouterr().err
