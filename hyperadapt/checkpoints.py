@@ -234,8 +234,9 @@ def check_same_data(checkpoint: Path, state: dict[str, Any], data_digest: str, s
     saved = state.get("data_digest")
     if saved is not None and saved != data_digest:
         raise HyperAdaptError(
-            f"checkpoint {checkpoint} was written for other training data: a task's examples or its task.json "
-            "(description, labels) changed since the run started; resume with the data it started with, or start a new run"
+            f"checkpoint {checkpoint} was written for other training data: a task's examples or its "
+            "task.json (description, labels) changed since the run started; resume with the data it "
+            "started with, or start a new run"
         )
     streams = state["streams"]
     if len(streams) != len(sizes) or any(

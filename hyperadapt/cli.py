@@ -119,7 +119,8 @@ def _new_task_by_name(hypernet, name: str):
     try:
         return resolve_task(name, getattr(hypernet, "source_dir", None), needs=()).spec
     except HyperAdaptError:
-        pass
+        if Path(name).exists():  # a folder or entry file that is there but broken: say what is wrong
+            raise
     try:
         hypernet.spec(name)
     except HyperAdaptError as err:

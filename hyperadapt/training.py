@@ -99,7 +99,6 @@ def _data_digest(tasks: list) -> str:
     """A digest of every training task: what it is (description, labels, ...) and its examples."""
     digest = hashlib.sha256()
     for task in tasks:
-        digest.update(task.name.encode())
         digest.update(json.dumps(asdict(task.spec), sort_keys=True, default=str).encode())
         digest.update(json.dumps(task.splits["train"], sort_keys=True, default=str).encode())
     return digest.hexdigest()

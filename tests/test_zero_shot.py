@@ -225,3 +225,20 @@ def test_a_task_entry_file_needs_only_the_split_it_scores(described_run, tmp_pat
     assert json.loads(capsys.readouterr().out)["mode"] == "zero-shot"
     assert main(["eval", hypernet_dir, "--task", str(entry), "--split", "test", "--shots", "2"]) == 2
     assert "no training examples" in capsys.readouterr().err
+
+
+def test_generate_names_what_is_wrong_with_a_broken_task_folder(described_run, tmp_path, capsys):
+    folder = write_task(tmp_path / "broken", "broken", seed=5)
+    (folder / "task.json").write_text("{oops")
+    argv = [
+        "generate",
+        str(described_run.hypernetwork_dir),
+        "--task",
+        str(folder),
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "task.json" in err and "not valid JSON" in err and "unknown task" not in err
+    assert not (tmp_path / "x").exists()
